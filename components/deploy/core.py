@@ -1,0 +1,87 @@
+"""Deploy: store the model as an immutable version, serve it, smoke-test it, then move the champion record."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from components.common.store import ObjectStore
+from components.common.versions import ModelLocation, new_version, push_version, read_champion, write_champion
+from components.deploy import local
+
+SMOKE_ROWS = 5
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """What a deploy produced."""
+
+    endpoint: str
+    model_uri: str
+    version: str
+    champion: dict[str, Any]
+
+
+def smoke_rows(
+    predictions: pd.DataFrame, feature_names: list[str], n: int = SMOKE_ROWS
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` test rows and evaluate's predictions for them."""
+    head = predictions.head(n)
+    return head[feature_names].to_numpy(dtype=np.float64), head["prediction"].to_numpy(dtype=np.float64)
+
+
+def store_version(store: ObjectStore, bucket: str, model_name: str, model_dir: Path) -> tuple[ModelLocation, dict]:
+    """Uploads the model under a new immutable version prefix; the manifest is written last."""
+    location = ModelLocation(bucket, model_name, new_version(Path(model_dir)))
+    return location, push_version(store, location, Path(model_dir))
+
+
+def deploy_local(
+    store: ObjectStore,
+    model_dir: Path,
+    predictions: pd.DataFrame,
+    feature_names: list[str],
+    metrics: Mapping[str, Any],
+    state: Path,
+    bucket: str,
+    model_name: str,
+    host: str,
+    port: int,
+    log: Callable[[str], None] = print,
+) -> DeployResult:
+    """Stores, serves and smoke-tests the model on ``host:port``; promotes it to champion only on success.
+
+    A second deploy replaces the served model: the old predictor is stopped, the new one started. If the new one
+    fails to start or answers differently from evaluate, the previous champion is served again and the champion
+    record is left untouched.
+    """
+    location, manifest = store_version(store, bucket, model_name, model_dir)
+    log(f"stored {len(manifest['files'])} files under {location.uri}")
+    previous = read_champion(store, bucket, model_name)
+    replaced = local.stop_served(state, port)
+    if replaced:
+        log(f"stopped the predictor serving {replaced.uri}")
+    rows, expected = smoke_rows(predictions, feature_names)
+    try:
+        served = local.start_predictor(state, model_name, location.uri, host, port)
+        diff = local.smoke_test(served.url, model_name, rows, expected)
+    except local.DeployError as exc:
+        local.stop_served(state, port)
+        if previous:
+            log(f"rolling back: serving the champion {previous['version']} again")
+            local.start_predictor(state, model_name, previous["uri"], host, port)
+        raise local.DeployError(f"{exc}; the champion is unchanged") from None
+    log(f"smoke test passed on {served.url} (max |diff| {diff:.2g} over {len(rows)} rows)")
+    champion = write_champion(store, location, {
+        "metrics": dict(metrics),
+        "feature_names": list(feature_names),
+        "manifest_files": len(manifest["files"]),
+        "previous": previous["version"] if previous else None,
+        "endpoint": served.url,
+    })
+    return DeployResult(served.url, location.uri, location.version, champion)

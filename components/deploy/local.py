@@ -1,0 +1,184 @@
+"""The local deploy target: run the KServe predictor (``kserve/predictor.py``) as a background process.
+
+The process gets its own session (so a stop reaches its whole group) and a log file instead of the step's stdout:
+kfp.local reads a step's output until it closes, and a server that inherited it would hang the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+SMOKE_ATOL = 1e-5
+
+
+class DeployError(RuntimeError):
+    """The model could not be served; the message is one line."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A running local predictor."""
+
+    pid: int
+    url: str
+    model_name: str
+    uri: str
+    log: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pid": self.pid, "url": self.url, "model_name": self.model_name, "uri": self.uri, "log": self.log}
+
+
+def predictor_script() -> Path:
+    """The predictor the image and the local target both run (``$BOSTON_PREDICTOR_SCRIPT`` overrides)."""
+    override = os.environ.get("BOSTON_PREDICTOR_SCRIPT")
+    path = Path(override) if override else Path(__file__).resolve().parents[2] / "kserve" / "predictor.py"
+    if not path.is_file():
+        raise DeployError(f"predictor script not found at {path}: set BOSTON_PREDICTOR_SCRIPT")
+    return path
+
+
+def serving_record(state: Path, port: int) -> Path:
+    return Path(state) / "serving" / f"{port}.json"
+
+
+def read_served(state: Path, port: int) -> ServedModel | None:
+    """The predictor recorded as serving on ``port``, if any."""
+    path = serving_record(state, port)
+    try:
+        return ServedModel(**json.loads(path.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError, TypeError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_served(state: Path, port: int, timeout: float = STOP_TIMEOUT_S) -> ServedModel | None:
+    """Stops the predictor recorded on ``port`` (SIGTERM to its group, SIGKILL after ``timeout``)."""
+    served = read_served(state, port)
+    if served is None:
+        return None
+    if _alive(served.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(served.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(served.pid) and time.monotonic() < deadline:
+            _reap(served.pid)
+            time.sleep(0.1)
+        if _alive(served.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(served.pid, signal.SIGKILL)
+            _reap(served.pid)
+    serving_record(state, port).unlink(missing_ok=True)
+    return served
+
+
+def _reap(pid: int) -> None:
+    # A child of this process stays a zombie (and "alive" to kill 0) until waited for.
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _last_line(log: Path) -> str:
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except FileNotFoundError:
+        return "no log"
+    return lines[-1].strip() if lines else "empty log"
+
+
+def start_predictor(
+    state: Path,
+    model_name: str,
+    uri: str,
+    host: str,
+    port: int,
+    env: Mapping[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+    timeout: float = READY_TIMEOUT_S,
+) -> ServedModel:
+    """Starts the predictor for ``uri`` on ``host:port`` and waits until the model is ready.
+
+    Raises:
+        DeployError: the process exits or is not ready within ``timeout`` (with the last line of its log).
+    """
+    log_dir = Path(state) / "serving"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"{port}.log"
+    command = [
+        sys.executable, str(predictor_script()), "--model_name", model_name, "--storage_uri", uri,
+        "--http_port", str(port), "--bind", host, *extra_args,
+    ]
+    with open(log, "ab") as out:
+        process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True, env=dict(env if env is not None else os.environ),
+        )
+    url = f"http://{host}:{port}"
+    served = ServedModel(process.pid, url, model_name, uri, str(log))
+    serving_record(state, port).write_text(json.dumps(served.to_json()))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            serving_record(state, port).unlink(missing_ok=True)
+            raise DeployError(f"predictor exited with code {process.returncode}: {_last_line(log)}")
+        try:
+            response = requests.get(f"{url}/v1/models/{model_name}", timeout=1)
+            if response.status_code == 200 and response.json().get("ready") is True:
+                return served
+        except (requests.RequestException, ValueError):
+            pass
+        time.sleep(0.2)
+    stop_served(state, port)
+    raise DeployError(f"predictor not ready on {url} after {timeout:.0f} s: {_last_line(log)}")
+
+
+def predict_v1(url: str, model_name: str, rows: np.ndarray, timeout: float = 10.0) -> np.ndarray:
+    """Calls the V1 predict endpoint and returns one prediction per row."""
+    response = requests.post(
+        f"{url}/v1/models/{model_name}:predict", json={"instances": np.asarray(rows).tolist()}, timeout=timeout
+    )
+    if response.status_code != 200:
+        raise DeployError(f"predict returned HTTP {response.status_code}: {response.text[:200]}")
+    return np.asarray(response.json()["predictions"], dtype=np.float64).reshape(-1)
+
+
+def smoke_test(url: str, model_name: str, rows: np.ndarray, expected: np.ndarray, atol: float = SMOKE_ATOL) -> float:
+    """Sends ``rows`` to the live endpoint; raises DeployError unless it answers ``expected`` within ``atol``.
+
+    Returns:
+        The largest absolute difference seen.
+    """
+    got = predict_v1(url, model_name, rows)
+    expected = np.asarray(expected, dtype=np.float64).reshape(-1)
+    if got.shape != expected.shape:
+        raise DeployError(f"smoke test: {got.shape[0]} predictions for {expected.shape[0]} rows")
+    diff = float(np.max(np.abs(got - expected)))
+    if not diff <= atol:
+        raise DeployError(f"smoke test: live predictions differ from evaluate's by {diff:.3g} (> {atol:g})")
+    return diff

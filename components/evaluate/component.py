@@ -1,0 +1,71 @@
+"""KFP component: evaluate against baselines and decide the deployment gate."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
+
+from pipeline import config
+
+
+@dsl.component(base_image=config.IMAGE, install_kfp_package=False)
+def evaluate_model(
+    model: Input[Model],
+    train: Input[Dataset],
+    test: Input[Dataset],
+    metrics: Output[Metrics],
+    report: Output[HTML],
+    gate_summary: Output[Markdown],
+    predictions: Output[Dataset],
+    max_rmse: float,
+    champion_tolerance: float,
+    model_name: str,
+    bucket: str,
+    s3_endpoint: str,
+) -> bool:
+    """Scores the model on the test rows beside the mean and least-squares baselines; returns the gate decision.
+
+    Args:
+        model: The trained model folder.
+        train: Training rows (the baselines are fit on them).
+        test: Test rows.
+        metrics: MSE, RMSE, MAE, R² of the model and both baselines.
+        report: HTML report with the metrics table and plots.
+        gate_summary: The gate decision as Markdown.
+        predictions: Test rows with the model's prediction (the deploy step's smoke test uses them).
+        max_rmse: Largest acceptable test RMSE.
+        champion_tolerance: How much worse than the serving champion's RMSE is acceptable (0.05 = 5 %).
+        model_name: Model name in the store (for the champion record).
+        bucket: Bucket of the model store.
+        s3_endpoint: S3/MinIO endpoint; empty = MINIO_ENDPOINT from the environment.
+    """
+    from pathlib import Path
+
+    import pandas as pd
+
+    from components.common.runtime import fail_with_one_line, object_store, store_settings
+    from components.common.versions import read_champion
+    from components.evaluate import core
+
+    with fail_with_one_line("evaluate"):
+        evaluation = core.evaluate_model_dir(Path(model.path), pd.read_csv(train.path), pd.read_csv(test.path))
+        champion = None
+        if store_settings(s3_endpoint) is not None:
+            champion = read_champion(object_store(s3_endpoint), bucket, model_name)
+        else:
+            print("no object store configured: the champion check is skipped")
+        champion_rmse = float(champion["metrics"]["rmse"]) if champion else None
+        decision = core.decide_gate(
+            evaluation.metrics, evaluation.baselines["mean"]["rmse"], max_rmse, champion_rmse, champion_tolerance
+        )
+        for key, value in core.flat_metrics(evaluation).items():
+            metrics.log_metric(key, value)
+        metrics.log_metric("savedmodel_max_abs_diff", evaluation.savedmodel_max_abs_diff)
+        metrics.log_metric("gate_passed", decision.passed)
+        Path(report.path).write_text(core.evaluation_report(evaluation, decision))
+        Path(gate_summary.path).write_text(core.gate_markdown(evaluation, decision))
+        evaluation.predictions.to_csv(predictions.path, index=False)
+        m = evaluation.metrics
+        print(f"test MSE {m['mse']:.3f} RMSE {m['rmse']:.3f} MAE {m['mae']:.3f} R2 {m['r2']:.3f} | "
+              f"least squares MSE {evaluation.baselines['least_squares']['mse']:.3f} | "
+              f"mean MSE {evaluation.baselines['mean']['mse']:.3f}")
+        print(decision.summary())
+        return decision.passed

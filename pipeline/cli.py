@@ -1,0 +1,301 @@
+"""``boston-pipeline``: run the pipeline locally, compile it, call the served model, stop local services."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline import config
+
+# TensorFlow's C++ start-up chatter would bury the progress lines of every step.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class CliError(Exception):
+    """An error shown to the user as one line, with exit code 2."""
+
+
+def _stage(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--source", default=config.BUNDLED_SOURCE,
+                      help="CSV to train on: 'bundled' (default, ships with the project), s3://bucket/key, "
+                           "http(s)://… or a local path")
+    data.add_argument("--drop-columns", default="", metavar="COLS",
+                      help="comma-separated feature columns to drop, e.g. B (see components/data/DATA_CARD.md)")
+    data.add_argument("--test-size", type=float, default=config.TEST_SIZE, help="fraction of rows held out for testing")
+    data.add_argument("--seed", type=int, default=config.SEED, help="seed for the split and the training")
+    train = parser.add_argument_group("training")
+    train.add_argument("--epochs", type=int, default=config.EPOCHS, help="maximum epochs")
+    train.add_argument("--batch-size", type=int, default=config.BATCH_SIZE, help="rows per gradient step")
+    train.add_argument("--learning-rate", type=float, default=config.LEARNING_RATE, help="Adam learning rate")
+    train.add_argument("--validation-split", type=float, default=config.VALIDATION_SPLIT,
+                       help="fraction of training rows used for early stopping (0 = stop on training loss)")
+    train.add_argument("--patience", type=int, default=config.PATIENCE, help="early-stopping patience in epochs")
+    gate = parser.add_argument_group("gate")
+    gate.add_argument("--max-rmse", type=float, default=config.MAX_RMSE, help="largest acceptable test RMSE")
+    gate.add_argument("--champion-tolerance", type=float, default=config.CHAMPION_TOLERANCE,
+                      help="how much worse than the serving champion's RMSE is acceptable (0.05 = 5%%)")
+    serve = parser.add_argument_group("serving")
+    serve.add_argument("--model-name", default=config.MODEL_NAME, help="served model name and S3 prefix")
+    serve.add_argument("--bucket", default=config.BUCKET, help="S3 bucket for model versions")
+    serve.add_argument("--port", type=int, default=config.LOCAL_PORT, help="port of the local predictor (127.0.0.1)")
+    parser.add_argument("--cache", action="store_true",
+                        help="reuse results of unchanged steps from an earlier run (deploy always runs)")
+    parser.add_argument("--yaml", type=Path, default=None,
+                        help="where to write the compiled pipeline that is run (default: in the state folder)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="boston-pipeline",
+        description="Boston Housing on Kubeflow Pipelines and KServe. Without a cluster, 'run' executes the compiled "
+                    "pipeline on kfp.local with an embedded S3 store (SeaweedFS) and serves the model with KServe's "
+                    "ModelServer on 127.0.0.1. Set MINIO_ENDPOINT, MINIO_ACCESS_KEY and MINIO_SECRET_KEY to use "
+                    "your own MinIO/S3 instead.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="compile the pipeline and run that YAML locally, then serve the model",
+                              description="Compile the pipeline, run the compiled YAML on kfp.local, deploy the model "
+                                          "if it passes the gate, and print a summary with a live prediction.")
+    _add_run_arguments(run)
+
+    comp = commands.add_parser("compile", help="write the pipeline's IR YAML (to upload to Kubeflow)",
+                               description="Compile the pipeline to Kubeflow Pipelines IR YAML.")
+    comp.add_argument("-o", "--output", type=Path, default=Path(runner_default_yaml()),
+                      help="output file (default: %(default)s)")
+    comp.add_argument("--image", default=None, help=f"component image for every step (default: {config.IMAGE})")
+
+    pred = commands.add_parser("predict", help="ask the served model for predictions",
+                               description="Send rows to the served model (V1 protocol) and print one prediction "
+                                           "per row. Give 13 numbers (one row, in the model's feature order) or "
+                                           "--csv with a header naming the features.")
+    pred.add_argument("values", nargs="*", type=float, help="feature values of one row, in order")
+    pred.add_argument("--csv", type=Path, help="CSV file with a header row; extra columns (e.g. MEDV) are ignored")
+    pred.add_argument("--url", default=None,
+                      help=f"predictor URL (default: the local deployment, else http://{config.LOCAL_HOST}:"
+                           f"{config.LOCAL_PORT})")
+    pred.add_argument("--model-name", default=config.MODEL_NAME, help="served model name")
+
+    down = commands.add_parser("down", help="stop the local predictor and the embedded S3 store",
+                               description="Stop every local predictor and the embedded S3 store. Models, data and "
+                                           "credentials stay in the state folder.")
+    down.add_argument("--port", type=int, default=None, help="stop only the predictor on this port")
+    return parser
+
+
+def runner_default_yaml() -> str:
+    from pipeline.runner import DEFAULT_YAML
+
+    return DEFAULT_YAML
+
+
+def _run_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "source": args.source, "drop_columns": args.drop_columns, "test_size": args.test_size, "seed": args.seed,
+        "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+        "validation_split": args.validation_split, "patience": args.patience, "max_rmse": args.max_rmse,
+        "champion_tolerance": args.champion_tolerance, "model_name": args.model_name, "bucket": args.bucket,
+        "s3_endpoint": "", "deploy_target": "local", "local_port": args.port,
+    }
+
+
+def _preflight_source(source: str, drop_columns: str) -> None:
+    """Validates a local input before any step starts, so a bad file fails in a second with one line."""
+    if source.startswith(("s3://", "minio://", "http://", "https://")):
+        return  # read inside the load step, with the step's credentials
+    from components.load.core import load_table
+
+    load_table(source, drop_columns)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from components.common import embedded_s3
+    from components.common.store import ObjectStore
+    from components.common.versions import read_champion
+    from components.deploy.local import read_served
+    from pipeline import runner
+
+    started = time.monotonic()
+    _preflight_source(args.source, args.drop_columns)
+    state = embedded_s3.state_dir()
+    _stage("starting the object store")
+    settings, embedded = embedded_s3.settings_for_run()
+    store = ObjectStore(settings)
+    store.check()
+    print(f"    {'embedded SeaweedFS' if embedded else 'MinIO/S3'} at {settings.url}")
+    yaml_path = args.yaml or state / "compiled" / runner.DEFAULT_YAML
+    _stage(f"compiling the pipeline to {yaml_path}")
+    runner.compile_pipeline(yaml_path)
+    _stage("running the compiled pipeline on kfp.local (load -> split -> train -> evaluate -> gate -> deploy)")
+    with runner.store_environment(settings):
+        task = runner.run_compiled(
+            yaml_path, _run_arguments(args), state / "pipeline_root", caching=args.cache,
+            cache_root=state / "cache",
+        )
+    passed = bool(task.outputs["gate_passed"])
+    metrics = dict(task.outputs["metrics"].metadata)
+    report = task.outputs["report"].path
+    champion = read_champion(store, args.bucket, args.model_name) if passed else None
+    served = read_served(state, args.port) if passed else None
+    print(_summary(metrics, passed, report, champion, served, args.model_name, time.monotonic() - started))
+    return 0 if passed else 3
+
+
+def _summary(
+    metrics: dict[str, Any], passed: bool, report: str, champion: dict[str, Any] | None, served: Any,
+    model_name: str, seconds: float,
+) -> str:
+    from components.deploy.local import predict_v1
+
+    lines = ["", "=" * 72, f"Boston Housing pipeline finished in {seconds:.0f} s", "",
+             f"  {'predictor':<26}{'MSE':>9}{'RMSE':>9}{'MAE':>9}{'R²':>8}"]
+    for label, prefix in (("model (test rows)", ""), ("baseline: least squares", "least_squares_"),
+                          ("baseline: mean", "mean_")):
+        mse, rmse, mae, r2 = (float(metrics.get(prefix + key, "nan")) for key in ("mse", "rmse", "mae", "r2"))
+        lines.append(f"  {label:<26}{mse:>9.3f}{rmse:>9.3f}{mae:>9.3f}{r2:>8.3f}")
+    lines += ["", f"  gate:      {'PASSED' if passed else 'FAILED (nothing deployed; see the report)'}",
+              f"  report:    {report}"]
+    if champion and served:
+        import numpy as np
+
+        from components.load.core import bundled_csv_bytes, parse_csv
+
+        row = parse_csv(bundled_csv_bytes()).iloc[0]
+        values = [float(row[name]) for name in champion["feature_names"]]
+        prediction = float(predict_v1(served.url, model_name, np.asarray([values]))[0])
+        body = json.dumps({"instances": [values]})
+        lines += [
+            f"  model:     {champion['uri']} (version {champion['version']})",
+            f"  endpoint:  {served.url}/v1/models/{model_name}:predict",
+            f"  try it:    first row of the data set -> {prediction:.2f} "
+            f"(actual MEDV {float(row['MEDV']):.1f}; $1000s)",
+            "",
+            f"  curl -s -H 'Content-Type: application/json' -d {shlex.quote(body)} \\",
+            f"       {served.url}/v1/models/{model_name}:predict",
+            "",
+            "  or: boston-pipeline predict " + " ".join(f"{v:g}" for v in values),
+            "  stop everything: boston-pipeline down",
+        ]
+    lines.append("=" * 72)
+    return "\n".join(lines)
+
+
+def served_features(url: str, model_name: str) -> list[str] | None:
+    """The feature names the served model declares (V2 metadata), or None if it does not say."""
+    import requests
+
+    try:
+        response = requests.get(f"{url}/v2/models/{model_name}", timeout=5)
+        inputs = response.json().get("inputs") or []
+    except (requests.RequestException, ValueError):
+        return None
+    if len(inputs) == 1 and isinstance(inputs[0].get("parameters"), dict):
+        names = inputs[0]["parameters"].get("feature_names")
+        if isinstance(names, list):
+            return [str(n) for n in names]
+    names = [str(i.get("name")) for i in inputs]
+    return names if len(names) > 1 else None
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from pipeline import runner
+
+    path = runner.compile_pipeline(args.output, image=args.image)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from components.common import embedded_s3
+    from components.deploy.local import DeployError, predict_v1, read_served
+
+    url = args.url
+    if url is None:
+        served = read_served(embedded_s3.state_dir(), config.LOCAL_PORT)
+        url = served.url if served else f"http://{config.LOCAL_HOST}:{config.LOCAL_PORT}"
+    if args.csv:
+        from components.load.core import parse_csv, read_source
+
+        frame = parse_csv(read_source(str(args.csv)))
+        names = served_features(url, args.model_name) or [c for c in config.FEATURES if c in frame.columns]
+        missing = [n for n in names if n not in frame.columns]
+        if missing:
+            raise CliError(f"{args.csv}: missing column(s) {', '.join(missing)}")
+        rows = frame[names].apply(lambda c: c.astype(float)).to_numpy()
+    elif args.values:
+        rows = np.asarray([args.values], dtype=np.float64)
+    else:
+        raise CliError("give one row of feature values, or --csv FILE")
+    try:
+        predictions = predict_v1(url, args.model_name, rows)
+    except DeployError as exc:
+        raise CliError(str(exc).replace("predict returned", f"{url} answered")) from None
+    for value in predictions:
+        print(f"{value:.4f}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from components.common import embedded_s3
+    from components.deploy.local import stop_served
+
+    state = embedded_s3.state_dir()
+    ports = [args.port] if args.port else sorted(
+        int(p.stem) for p in (state / "serving").glob("*.json") if p.stem.isdigit()
+    )
+    for port in ports:
+        served = stop_served(state, port)
+        if served:
+            print(f"stopped the predictor on {served.url} (pid {served.pid})")
+    if args.port is None and embedded_s3.stop(state):
+        print("stopped the embedded S3 store (data kept in the state folder)")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "compile": cmd_compile, "predict": cmd_predict, "down": cmd_down}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; expected errors become one line on stderr and a non-zero exit, never a traceback."""
+    from components.common.model import ModelLoadError
+    from components.common.store import StoreError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (CliError, StoreError, ModelLoadError, ValueError, OSError) as exc:
+        print(f"boston-pipeline {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        # kfp.local raises RuntimeError when a step fails; the step's own "ERROR <step>: …" line is in its log above.
+        print(f"boston-pipeline {args.command}: error: {_one_line(exc)} (the failing step's ERROR line is above)",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"boston-pipeline {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())
