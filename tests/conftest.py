@@ -1,0 +1,41 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from components.common import embedded_s3
+from components.common.store import S3Settings
+
+# --- embedded S3 server -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Settings]:
+    """A real embedded S3 server (``weed mini``) shared by the whole session.
+
+    Its state lives in a temporary directory that ``BOSTON_STATE_DIR`` points to for the
+    rest of the session, so code calling ``settings_for_run()`` finds this server and
+    never touches the developer's own state. ``MINIO_*`` variables are cleared for the
+    same reason. The server is stopped by PID when the session ends.
+    """
+    state = tmp_path_factory.mktemp("boston-state")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(embedded_s3.ENV_STATE_DIR, str(state))
+        for name in ("MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"):
+            env.delenv(name, raising=False)
+        settings = embedded_s3.ensure_running(state)
+        record = embedded_s3.read_server(state)
+        try:
+            yield settings
+        finally:
+            embedded_s3.stop(state)
+            # If stop() could not (say a test broke server.json), still end our process.
+            if record is not None and embedded_s3.is_weed_process(record.pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(record.pid, signal.SIGKILL)
