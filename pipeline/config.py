@@ -39,3 +39,33 @@ CHAMPION_TOLERANCE = 0.05  # the new RMSE may exceed the champion's by at most 5
 # local serving
 LOCAL_HOST = "127.0.0.1"
 LOCAL_PORT = 8080
+
+# object store on a cluster: Kubeflow Pipelines >= 2.16 ships SeaweedFS as its S3 store (MinIO before that).
+# The compiled pipeline defaults to it; `boston-pipeline run` passes "" so steps read MINIO_ENDPOINT instead.
+CLUSTER_S3_ENDPOINT = "seaweedfs.kubeflow:9000"
+# The Secret (kserve/s3-secret.yaml) holding the S3 keys; the data keys are the ones KServe's storage initializer
+# reads, mapped onto the names our steps read. Only names live here, never values.
+S3_SECRET_NAME = "boston-housing-s3"
+S3_SECRET_KEY_TO_ENV = {"AWS_ACCESS_KEY_ID": "MINIO_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY": "MINIO_SECRET_KEY"}
+
+# step retries for the steps that read over the network (load from s3/http, evaluate's champion lookup)
+NETWORK_RETRIES = 2
+RETRY_BACKOFF = "10s"
+
+# KServe target (deploy_target="kserve")
+DEPLOY_TARGET = "kserve"  # what the compiled pipeline does on Kubeflow; `boston-pipeline run` passes "local"
+KSERVE_NAMESPACE = ""  # empty = the namespace the deploy step runs in (its service account's)
+SERVING_RUNTIME = "tensorflow"  # "tensorflow" (KServe's TF Serving runtime) or "custom" (kserve/predictor.py)
+# TF Serving image tag for the "tensorflow" runtime: must be >= the TensorFlow that trained the model (2.21.0,
+# pinned in setup.cfg). TF Serving publishes tensorflow/serving:<version> with each release, in step with TensorFlow.
+TF_SERVING_VERSION = "2.21.0"
+SERVICE_ACCOUNT = "boston-housing-kserve"  # carries the S3 Secret for KServe's storage initializer
+CPU_REQUEST = "100m"
+CPU_LIMIT = "1"
+MEMORY_REQUEST = "256Mi"
+MEMORY_LIMIT = "1Gi"
+MIN_REPLICAS = 1
+MAX_REPLICAS = 3
+CANARY_TRAFFIC_PERCENT = 100  # 100 = roll out fully; less keeps the rest of the traffic on the previous revision
+ISTIO_SIDECAR = False  # KFP pods run without a sidecar; with one on the predictor, the in-cluster smoke test needs mTLS
+READY_TIMEOUT_S = 600

@@ -2,8 +2,8 @@
 
 from typing import NamedTuple
 
-from kfp import dsl
-from kfp.dsl import HTML, Metrics
+from kfp import dsl, kubernetes
+from kfp.dsl import HTML, Metrics, PipelineTask
 
 from components.deploy.component import deploy_model
 from components.evaluate.component import evaluate_model
@@ -11,6 +11,16 @@ from components.load.component import load_data
 from components.split.component import split_data
 from components.train.component import train_model
 from pipeline import config
+
+
+def _reads_s3(task: PipelineTask) -> None:
+    """Gives the step the S3 keys from the cluster Secret (kfp.local ignores this; the local run uses the env)."""
+    kubernetes.use_secret_as_env(task, secret_name=config.S3_SECRET_NAME, secret_key_to_env=config.S3_SECRET_KEY_TO_ENV)
+
+
+def _retried(task: PipelineTask) -> None:
+    """Retries a step that only reads over the network (idempotent), for a store or server that blinks."""
+    task.set_retry(num_retries=config.NETWORK_RETRIES, backoff_duration=config.RETRY_BACKOFF, backoff_factor=2.0)
 
 
 @dsl.pipeline(
@@ -35,13 +45,29 @@ def boston_housing_pipeline(
     champion_tolerance: float = config.CHAMPION_TOLERANCE,
     model_name: str = config.MODEL_NAME,
     bucket: str = config.BUCKET,
-    s3_endpoint: str = "",
-    deploy_target: str = "local",
+    s3_endpoint: str = config.CLUSTER_S3_ENDPOINT,
+    deploy_target: str = config.DEPLOY_TARGET,
     local_port: int = config.LOCAL_PORT,
+    kserve_namespace: str = config.KSERVE_NAMESPACE,
+    serving_runtime: str = config.SERVING_RUNTIME,
+    runtime_version: str = config.TF_SERVING_VERSION,
+    predictor_image: str = config.PREDICTOR_IMAGE,
+    service_account: str = config.SERVICE_ACCOUNT,
+    cpu_request: str = config.CPU_REQUEST,
+    cpu_limit: str = config.CPU_LIMIT,
+    memory_request: str = config.MEMORY_REQUEST,
+    memory_limit: str = config.MEMORY_LIMIT,
+    min_replicas: int = config.MIN_REPLICAS,
+    max_replicas: int = config.MAX_REPLICAS,
+    canary_traffic_percent: int = config.CANARY_TRAFFIC_PERCENT,
+    istio_sidecar: bool = config.ISTIO_SIDECAR,
+    ready_timeout_s: int = config.READY_TIMEOUT_S,
 ) -> NamedTuple("PipelineOutputs", gate_passed=bool, metrics=Metrics, report=HTML):
     """Builds the DAG load -> split -> train -> evaluate -> If(gate) -> deploy."""
     load = load_data(source=source, drop_columns=drop_columns, s3_endpoint=s3_endpoint)
     load.set_display_name("Load and validate data")
+    _reads_s3(load)
+    _retried(load)
     split = split_data(dataset=load.outputs["dataset"], test_size=test_size, seed=seed)
     split.set_display_name("Split train/test")
     train = train_model(
@@ -55,13 +81,23 @@ def boston_housing_pipeline(
         s3_endpoint=s3_endpoint,
     )
     evaluate.set_display_name("Evaluate and gate")
+    _reads_s3(evaluate)
+    _retried(evaluate)
     with dsl.If(evaluate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - a KFP condition, not Python
         deploy = deploy_model(
             model=train.outputs["model"], predictions=evaluate.outputs["predictions"],
             metrics=evaluate.outputs["metrics"], target=deploy_target, model_name=model_name, bucket=bucket,
-            s3_endpoint=s3_endpoint, local_port=local_port,
+            s3_endpoint=s3_endpoint, local_port=local_port, namespace=kserve_namespace, runtime=serving_runtime,
+            runtime_version=runtime_version, predictor_image=predictor_image, service_account=service_account,
+            cpu_request=cpu_request, cpu_limit=cpu_limit, memory_request=memory_request, memory_limit=memory_limit,
+            min_replicas=min_replicas, max_replicas=max_replicas, canary_traffic_percent=canary_traffic_percent,
+            istio_sidecar=istio_sidecar, ready_timeout_s=ready_timeout_s,
         )
         deploy.set_display_name("Deploy to KServe")
-        deploy.set_caching_options(False)
+        deploy.set_caching_options(False)  # deploying is the point: a cached "success" would serve nothing new
+        _reads_s3(deploy)
+        # No step-level retry: deploy retries its transient API calls itself, and re-running the whole step after
+        # a deliberate rollback would push another version and roll out (and back) again.
     outputs = NamedTuple("PipelineOutputs", gate_passed=bool, metrics=Metrics, report=HTML)
     return outputs(evaluate.outputs["Output"], evaluate.outputs["metrics"], evaluate.outputs["report"])
+

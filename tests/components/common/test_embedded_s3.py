@@ -209,6 +209,10 @@ def test_stop_and_restart_keep_keys_and_data(tmp_path: Path) -> None:
         assert not (state / "s3" / "server.json").exists()
         assert (state / "s3" / "credentials.json").exists()
         assert embedded_s3.stop(state) is False
+        # weed names unix sockets in /tmp after its ports and may leave them behind.
+        ports = {str(port) for port in record.ports.values()}
+        left = [p for p in Path("/tmp").glob("seaweedfs-*.sock") if p.stem.rsplit("-", 1)[-1] in ports]
+        assert left == []
 
         # A record left by a crash must not block a fresh start; Linux pids stay <= 2**22.
         (state / "s3" / "server.json").write_text(
@@ -232,7 +236,7 @@ def test_concurrent_starts_share_one_server(tmp_path: Path) -> None:
     def start() -> None:
         try:
             results.append(embedded_s3.ensure_running(state))
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
     try:

@@ -1,0 +1,297 @@
+"""The KServe deploy end to end against the Kubernetes API test double (tests/doubles/k8s_api.py).
+
+The real `kubernetes` client talks HTTP to the double; models go to the real embedded S3 store; the smoke test
+calls a V1 endpoint that answers with whichever revision the double currently serves, so a wrong wait or a
+missing rollback shows up as wrong predictions, not as a mocked call.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from kubernetes import client
+
+from components.common import model as model_format
+from components.common.store import ObjectStore, S3Settings, parse_s3_uri
+from components.common.versions import read_champion
+from components.deploy import kserve_target as kt
+from components.deploy.local import predict_v1
+from pipeline import config
+from tests.doubles.k8s_api import FakeKubeApi, ModelEndpoint, running
+
+NS = "ml-team"
+MODEL = config.MODEL_NAME
+FEATURES = list(config.FEATURES)
+TIMEOUT_S = 15.0  # generous for a shared machine; the double reconciles in 0.3 s
+OPTIONS = kt.ServingOptions(
+    namespace=NS, runtime="tensorflow", service_account="boston-housing-kserve",
+    resources=kt.Resources("100m", "1", "256Mi", "1Gi"), min_replicas=1, max_replicas=2,
+    runtime_version="2.21.0", predictor_image="registry.local/boston-predictor:test",
+)
+
+
+@dataclass
+class Cluster:
+    api: FakeKubeApi
+    endpoint: ModelEndpoint
+    store: ObjectStore
+    bucket: str
+    tmp: Path
+    logs: list[str] = field(default_factory=list)
+
+    def isvcs(self, host: str | None = None, attempts: int = 5) -> kt.InferenceServices:
+        api_client = client.ApiClient(client.Configuration(host=host or self.api.url))
+        return kt.InferenceServices(api_client, NS, attempts=attempts, sleep=lambda _: None, log=self.logs.append)
+
+    def deploy(self, model: Model, predictions: pd.DataFrame | None = None, timeout: float = TIMEOUT_S,
+               options: kt.ServingOptions = OPTIONS, isvcs: kt.InferenceServices | None = None):
+        return kt.deploy_kserve(
+            self.store, model.path, model.predictions if predictions is None else predictions, FEATURES,
+            {"rmse": 4.9}, self.bucket, MODEL, options, isvcs or self.isvcs(), self.tmp / "applied.yaml", timeout,
+            log=self.logs.append,
+        )
+
+    def spec_uri(self) -> str:
+        obj = self.api.get_object(NS, MODEL)
+        assert obj is not None
+        model = obj["spec"]["predictor"].get("model")
+        return model["storageUri"] if model else obj["spec"]["predictor"]["containers"][0]["env"][0]["value"]
+
+    def champion(self) -> dict | None:
+        return read_champion(self.store, self.bucket, MODEL)
+
+
+@dataclass
+class Model:
+    path: Path
+    weights: np.ndarray
+    bias: float
+    predictions: pd.DataFrame  # what evaluate would have written: features + prediction
+
+
+def make_model(folder: Path, bias: float) -> Model:
+    """A model folder in the training format without TensorFlow (placeholder SavedModel, exact folded map)."""
+    rng = np.random.default_rng(3)
+    weights = rng.normal(0.0, 1.0, len(FEATURES)) / 2
+    probe = np.abs(rng.normal(5.0, 3.0, (8, len(FEATURES))))
+    saved = folder / model_format.SAVEDMODEL_DIR
+    (saved / "variables").mkdir(parents=True)
+    (saved / "saved_model.pb").write_bytes(b"placeholder")
+    (saved / "variables" / "variables.index").write_bytes(b"placeholder")
+    model_format.write_card(folder, {
+        "format_version": model_format.FORMAT_VERSION, "feature_names": FEATURES, "target": config.TARGET,
+        "weights": weights.tolist(), "bias": bias, "tensorflow_version": "2.21.0",
+        "probe": {"inputs": probe.tolist(), "savedmodel_outputs": (probe @ weights + bias).tolist()},
+    })
+    rows = np.abs(rng.normal(5.0, 3.0, (6, len(FEATURES))))
+    frame = pd.DataFrame(rows, columns=FEATURES)
+    frame["prediction"] = rows @ weights + bias
+    return Model(folder, weights, bias, frame)
+
+
+@pytest.fixture
+def cluster(s3_server: S3Settings, tmp_path: Path) -> Iterator[Cluster]:
+    store = ObjectStore(s3_server)
+
+    def load_model(uri: str):
+        bucket, key = parse_s3_uri(uri)
+        return model_format.linear_model_from_card(store.get_json(bucket, key + model_format.CARD_FILE)).predict
+
+    with running(reconcile_after=0.3, load_model=load_model) as (api, endpoint):
+        yield Cluster(api, endpoint, store, f"kserve-{uuid.uuid4().hex[:10]}", tmp_path)
+
+
+@pytest.fixture
+def models(tmp_path: Path) -> tuple[Model, Model]:
+    return make_model(tmp_path / "a", bias=22.5), make_model(tmp_path / "b", bias=30.0)
+
+
+def test_first_deploy_creates_the_service_smoke_tests_it_and_promotes_it(cluster, models):
+    a, _ = models
+    result = cluster.deploy(a)
+    assert result.endpoint == f"http://{MODEL}.{NS}.example.com"  # the external URL people call
+    assert result.model_uri == cluster.spec_uri() == f"s3://{cluster.bucket}/{MODEL}/{result.version}/"
+    assert cluster.api.count("POST") == 1 and cluster.api.count("PUT") == 0
+    # The smoke test reached the in-cluster address and was answered by the new model.
+    assert cluster.endpoint.calls and {uri for _, uri in cluster.endpoint.calls} == {result.model_uri}
+    champion = cluster.champion()
+    assert champion["version"] == result.version and champion["previous"] is None
+    assert champion["target"] == "kserve" and champion["inference_service"] == f"{NS}/{MODEL}"
+    assert champion["generation"] == 1
+    applied = yaml.safe_load((cluster.tmp / "applied.yaml").read_text())
+    assert applied["spec"]["predictor"]["model"]["storageUri"] == result.model_uri
+    assert applied["metadata"] == {k: v for k, v in cluster.api.get_object(NS, MODEL)["metadata"].items()
+                                   if k in ("name", "namespace", "labels", "annotations")}
+
+
+def test_redeploy_replaces_and_waits_for_the_new_generation(cluster, models):
+    a, b = models
+    first = cluster.deploy(a)
+    calls_before = len(cluster.endpoint.calls)
+    second = cluster.deploy(b)
+    obj = cluster.api.get_object(NS, MODEL)
+    assert obj["metadata"]["generation"] == 2 and obj["status"]["observedGeneration"] == 2
+    assert cluster.api.count("PUT") == 1
+    # Right after the replace the status still says Ready for generation 1: had the wait believed it, the smoke
+    # test would have been answered by model A (and failed). Every call after the replace was answered by B.
+    assert {uri for _, uri in cluster.endpoint.calls[calls_before:]} == {second.model_uri}
+    assert cluster.spec_uri() == second.model_uri
+    champion = cluster.champion()
+    assert champion["version"] == second.version and champion["previous"] == first.version
+    assert champion["generation"] == 2
+
+
+def test_redeploy_keeps_the_live_objects_identity(cluster, models):
+    a, b = models
+    cluster.deploy(a)
+    uid = cluster.api.get_object(NS, MODEL)["metadata"]["uid"]
+    cluster.deploy(b, options=kt.ServingOptions(**{**OPTIONS.builder_kwargs(), "runtime": "custom"}))
+    obj = cluster.api.get_object(NS, MODEL)
+    assert obj["metadata"]["uid"] == uid
+    assert "model" not in obj["spec"]["predictor"]  # the new spec replaced the old one, not merged into it
+    assert obj["spec"]["predictor"]["containers"][0]["image"] == OPTIONS.predictor_image
+
+
+def test_failed_condition_fails_fast_with_its_message_and_rolls_back(cluster, models):
+    a, b = models
+    first = cluster.deploy(a)
+    cluster.api.plan("fail-condition", 'Revision "boston-housing-predictor-00002" failed: image pull back-off')
+    started = time.monotonic()
+    with pytest.raises(kt.KServeDeployError) as info:
+        cluster.deploy(b, timeout=60)
+    assert time.monotonic() - started < 20  # fail fast: nowhere near the 60 s timeout
+    message = str(info.value)
+    assert "generation 2 failed: Ready is False: RevisionFailed: Revision" in message
+    assert "image pull back-off" in message and "rolled back to the previous spec" in message
+    assert "the champion is unchanged" in message and "\n" not in message
+    assert cluster.spec_uri() == first.model_uri
+    assert cluster.api.served_storage_uri(MODEL) == first.model_uri
+    assert cluster.champion()["version"] == first.version
+
+
+def test_model_load_failure_on_a_first_deploy_reports_last_failure_info_and_deletes_it(cluster, models):
+    a, _ = models
+    cluster.api.plan("fail-model", "failed to download s3://models/boston-housing/x/: access denied")
+    with pytest.raises(kt.KServeDeployError) as info:
+        cluster.deploy(a)
+    message = str(info.value)
+    assert "the model failed to load: ModelLoadFailed: failed to download" in message
+    assert "deleted the new InferenceService (nothing was served before)" in message
+    assert cluster.api.get_object(NS, MODEL) is None
+    assert cluster.champion() is None
+
+
+def test_timeout_names_the_generation_and_the_last_state_then_rolls_back(cluster, models):
+    a, b = models
+    first = cluster.deploy(a)
+    cluster.api.plan("hang")
+    started = time.monotonic()
+    with pytest.raises(kt.KServeDeployError) as info:
+        cluster.deploy(b, timeout=1.0)
+    assert time.monotonic() - started < 10
+    message = str(info.value)
+    assert "generation 2 not Ready after 1 s: the controller has observed generation 1 of 2" in message
+    assert "rolled back to the previous spec (generation 3, Ready)" in message
+    assert cluster.spec_uri() == first.model_uri and cluster.champion()["version"] == first.version
+
+
+def test_forbidden_fails_at_once_with_what_to_grant_and_uploads_nothing(cluster, models):
+    a, _ = models
+    cluster.api.fail_next("GET", 403)
+    with pytest.raises(kt.KServeDeployError) as info:
+        cluster.deploy(a)
+    message = str(info.value)
+    assert message.startswith(f"get InferenceService {NS}/{MODEL}: forbidden (403 ")
+    assert 'cannot get resource "inferenceservices"' in message and "kserve/rbac.yaml" in message
+    assert cluster.api.count("GET") == 1  # never retried
+    assert not cluster.store.bucket_exists(cluster.bucket) or not cluster.store.list_keys(cluster.bucket)
+
+
+def test_conflict_then_success(cluster, models):
+    a, b = models
+    cluster.deploy(a)
+    cluster.api.fail_next("PUT", 409)
+    second = cluster.deploy(b)
+    assert cluster.api.count("PUT") == 2
+    assert any("409" in line and "re-reading" in line for line in cluster.logs)
+    assert cluster.champion()["version"] == second.version
+
+
+def test_server_errors_are_retried_and_validation_errors_are_not(cluster, models):
+    a, b = models
+    cluster.api.fail_next("POST", 503, times=2)
+    cluster.deploy(a)
+    assert cluster.api.count("POST") == 3
+    cluster.api.fail_next("PUT", 422, message='InferenceService "boston-housing" is invalid: spec.predictor: bad')
+    with pytest.raises(kt.KServeDeployError, match=r"rejected the spec \(422 .*spec.predictor: bad\)"):
+        cluster.deploy(b)
+    assert cluster.api.count("PUT") == 1
+
+
+def test_unreachable_api_fails_in_one_line(cluster, models):
+    a, _ = models
+    closed = "http://127.0.0.1:9"  # discard port: nothing listens
+    with pytest.raises(kt.KServeDeployError, match=r"failed 2 times, last with cannot reach the Kubernetes API"):
+        cluster.deploy(a, isvcs=cluster.isvcs(host=closed, attempts=2))
+
+
+def test_smoke_mismatch_rolls_back_to_the_previous_spec(cluster, models):
+    a, b = models
+    first = cluster.deploy(a)
+    wrong = b.predictions.assign(prediction=b.predictions["prediction"] + 0.5)  # evaluate saw other numbers
+    with pytest.raises(kt.KServeDeployError) as info:
+        cluster.deploy(b, predictions=wrong)
+    message = str(info.value)
+    assert "smoke test: live predictions differ from evaluate's by 0.5" in message
+    assert "rolled back to the previous spec (generation 3, Ready)" in message
+    # The rollback is real: the service serves model A again, and answers what A predicts.
+    assert cluster.spec_uri() == first.model_uri
+    rows = a.predictions[FEATURES].to_numpy()
+    live = predict_v1(cluster.endpoint.url, MODEL, rows)
+    np.testing.assert_allclose(live, a.predictions["prediction"].to_numpy())
+    assert cluster.champion()["version"] == first.version
+
+
+def test_smoke_mismatch_on_a_first_deploy_leaves_nothing_serving(cluster, models):
+    a, _ = models
+    with pytest.raises(kt.KServeDeployError, match="deleted the new InferenceService"):
+        cluster.deploy(a, predictions=a.predictions.assign(prediction=0.0))
+    assert cluster.api.get_object(NS, MODEL) is None and cluster.champion() is None
+
+
+def test_bad_options_fail_before_anything_is_uploaded_or_applied(cluster, models):
+    a, _ = models
+    bad = kt.ServingOptions(**{**OPTIONS.builder_kwargs(), "runtime_version": "2.15.0"})
+    with pytest.raises(ValueError, match="older than TensorFlow 2.21.0"):
+        cluster.deploy(a, options=bad)
+    assert cluster.api.requests == []
+    assert not cluster.store.bucket_exists(cluster.bucket)
+
+
+def test_the_double_speaks_patch_and_watch_like_the_api_server(cluster):
+    """The double itself: merge patch bumps the generation only on spec changes; a watch sees the controller."""
+    isvcs = cluster.isvcs()
+    manifest = kt.to_manifest(kt.build_inference_service(
+        MODEL, NS, "s3://models/boston-housing/v1/", "tensorflow", service_account="", resources=OPTIONS.resources,
+        min_replicas=1, max_replicas=1, runtime_version="2.21.0"))
+    created = isvcs.create(manifest)
+    patched = isvcs.patch(MODEL, {"metadata": {"labels": {"team": "ml"}}})
+    assert patched["metadata"]["generation"] == 1 and patched["metadata"]["labels"]["team"] == "ml"
+    patched = isvcs.patch(MODEL, {"spec": {"predictor": {"maxReplicas": 4}}})
+    assert patched["metadata"]["generation"] == 2
+    kinds = []
+    for kind, obj in isvcs.watch(MODEL, created["metadata"]["resourceVersion"], timeout_s=5):
+        kinds.append(kind)
+        if obj.get("status", {}).get("observedGeneration") == 2:
+            break
+    assert kinds[:2] == ["MODIFIED", "MODIFIED"] and len(kinds) >= 3
+    isvcs.delete(MODEL)
+    assert isvcs.get(MODEL) is None
