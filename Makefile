@@ -8,7 +8,7 @@ PREDICTOR_IMAGE ?= ghcr.io/boston-housing-kfp/boston-housing-predictor:0.1.0
 YAML   ?= boston_housing_pipeline.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint compile predict down clean bench notebook image
+.PHONY: help install run test lint compile predict down clean bench notebook image push
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,3 +44,13 @@ clean: ## stop local services, remove build outputs and caches (keeps .venv)
 	-test -x $(BIN)/boston-pipeline && $(BIN)/boston-pipeline down
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+DOCKER ?= docker
+
+image: ## build the component and predictor images (IMAGE=…, PREDICTOR_IMAGE=…; kserve/Dockerfile.*)
+	$(DOCKER) build -f kserve/Dockerfile.component -t $(IMAGE) .
+	$(DOCKER) build -f kserve/Dockerfile.predictor -t $(PREDICTOR_IMAGE) .
+
+push: image ## push both images; then `make compile IMAGE=…` points the pipeline at yours
+	$(DOCKER) push $(IMAGE)
+	$(DOCKER) push $(PREDICTOR_IMAGE)

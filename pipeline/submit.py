@@ -176,7 +176,7 @@ def load_package(path: str | Path) -> PipelinePackage:
     info = spec["pipelineInfo"]
     declared = spec["root"].get("inputDefinitions", {}).get("parameters", {})
     parameters = {
-        name: ParameterSpec(name, str(d.get("parameterType", "STRING")), d.get("defaultValue"),
+        name: ParameterSpec(name, str(d.get("parameterType", "STRING")), _default(d),
                             str(d.get("description", "")), bool(d.get("isOptional", False)))
         for name, d in declared.items()
     }
@@ -185,6 +185,14 @@ def load_package(path: str | Path) -> PipelinePackage:
         description=str(info.get("description", "")), parameters=parameters,
         sha256=hashlib.sha256(data).hexdigest(),
     )
+
+
+def _default(declared: Mapping[str, Any]) -> Any:
+    value = declared.get("defaultValue")
+    # The IR stores every number as a double (epochs: 1000.0); show an integer parameter's default as one.
+    if declared.get("parameterType") == "NUMBER_INTEGER" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 _TYPE_WORDS = {

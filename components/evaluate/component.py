@@ -59,7 +59,7 @@ def evaluate_model(
         for key, value in core.flat_metrics(evaluation).items():
             metrics.log_metric(key, value)
         metrics.log_metric("savedmodel_max_abs_diff", evaluation.savedmodel_max_abs_diff)
-        metrics.log_metric("gate_passed", decision.passed)
+        metrics.log_metric("gate_passed", 1.0 if decision.passed else 0.0)
         Path(report.path).write_text(core.evaluation_report(evaluation, decision))
         Path(gate_summary.path).write_text(core.gate_markdown(evaluation, decision))
         evaluation.predictions.to_csv(predictions.path, index=False)

@@ -295,3 +295,64 @@ def test_the_double_speaks_patch_and_watch_like_the_api_server(cluster):
     assert kinds[:2] == ["MODIFIED", "MODIFIED"] and len(kinds) >= 3
     isvcs.delete(MODEL)
     assert isvcs.get(MODEL) is None
+
+
+# --- the KFP component's kserve branch, called as the step calls it -------------------------------------------
+
+
+@pytest.fixture
+def component_env(cluster: Cluster, s3_server: S3Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kubeconfig pointing at the double and the store's keys in the environment, as a pod would have them."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "double",
+        "clusters": [{"name": "double", "cluster": {"server": cluster.api.url}}],
+        "users": [{"name": "step", "user": {"token": "not-a-real-token"}}],
+        "contexts": [{"name": "double", "context": {"cluster": "double", "user": "step", "namespace": NS}}],
+    }))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    for key, value in s3_server.to_env().items():
+        monkeypatch.setenv(key, value)
+
+
+def _call_component(cluster: Cluster, model: Model, tmp_path: Path, **overrides):
+    from kfp.dsl import Artifact, Dataset, Metrics
+    from kfp.dsl import Model as ModelArtifact
+
+    from components.deploy.component import deploy_model
+
+    predictions = tmp_path / "predictions.csv"
+    model.predictions.to_csv(predictions, index=False)
+    spec = Artifact(name="applied_spec", uri=str(tmp_path / "applied_spec"))
+    args = dict(
+        model=ModelArtifact(name="model", uri=str(model.path), metadata={"feature_names": FEATURES}),
+        predictions=Dataset(name="predictions", uri=str(predictions)),
+        metrics=Metrics(name="metrics", uri=str(tmp_path / "metrics"), metadata={"rmse": 4.9}),
+        applied_spec=spec, target="kserve", model_name=MODEL, bucket=cluster.bucket, s3_endpoint="", local_port=0,
+        namespace=NS, runtime="tensorflow", runtime_version="2.21.0", predictor_image="", service_account="sa",
+        cpu_request="100m", cpu_limit="1", memory_request="256Mi", memory_limit="1Gi", min_replicas=1,
+        max_replicas=1, canary_traffic_percent=100, istio_sidecar=False, ready_timeout_s=int(TIMEOUT_S),
+    )
+    args.update(overrides)
+    return deploy_model.python_func(**args), spec
+
+
+def test_component_kserve_branch_deploys_and_writes_the_applied_spec(cluster, models, tmp_path, component_env):
+    a, _ = models
+    outputs, spec = _call_component(cluster, a, tmp_path)
+    assert outputs.endpoint == f"http://{MODEL}.{NS}.example.com"
+    assert outputs.model_uri == cluster.spec_uri() and outputs.version in outputs.model_uri
+    applied = yaml.safe_load(Path(spec.path).read_text())
+    assert applied["kind"] == "InferenceService" and applied["metadata"]["namespace"] == NS
+    assert spec.metadata == {"namespace": NS, "runtime": "tensorflow", "storage_uri": outputs.model_uri}
+
+
+def test_component_failure_is_one_line_on_stderr(cluster, models, tmp_path, component_env, capsys):
+    a, _ = models
+    cluster.api.fail_next("GET", 403)
+    with pytest.raises(SystemExit) as info:
+        _call_component(cluster, a, tmp_path)
+    assert info.value.code == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"ERROR deploy: get InferenceService {NS}/{MODEL}: forbidden (403 ")
