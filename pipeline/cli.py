@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -52,6 +53,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--port", type=int, default=config.LOCAL_PORT, help="port of the local predictor (127.0.0.1)")
     parser.add_argument("--cache", action="store_true",
                         help="reuse results of unchanged steps from an earlier run (deploy always runs)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show kfp.local's full log (executor inputs, artifacts) instead of the condensed view")
     parser.add_argument("--yaml", type=Path, default=None,
                         help="where to write the compiled pipeline that is run (default: in the state folder)")
 
@@ -126,6 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from components.common.versions import read_champion
     from components.deploy.local import read_served
     from pipeline import runner
+    from pipeline.progress import CondensedLog
 
     started = time.monotonic()
     _preflight_source(args.source, args.drop_columns)
@@ -139,11 +143,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     _stage(f"compiling the pipeline to {yaml_path}")
     runner.compile_pipeline(yaml_path)
     _stage("running the compiled pipeline on kfp.local (load -> split -> train -> evaluate -> gate -> deploy)")
-    with runner.store_environment(settings):
-        task = runner.run_compiled(
-            yaml_path, _run_arguments(args), state / "pipeline_root", caching=args.cache,
-            cache_root=state / "cache",
-        )
+    log_path = state / "logs" / f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"    full log: {log_path}")
+    with runner.store_environment(settings), open(log_path, "w") as full_log:
+        stream = sys.stdout if args.verbose else CondensedLog(sys.stdout, full_log)
+        with contextlib.redirect_stdout(stream):
+            task = runner.run_compiled(
+                yaml_path, _run_arguments(args), state / "pipeline_root", caching=args.cache,
+                cache_root=state / "cache",
+            )
     passed = bool(task.outputs["gate_passed"])
     metrics = dict(task.outputs["metrics"].metadata)
     report = task.outputs["report"].path
