@@ -1,0 +1,111 @@
+"""Benchmark: the local pipeline (kfp.local, one process per step) against one process doing the same work.
+
+Prints a table of wall times as ratios against the one-process reference measured in the same run, plus a second
+pipeline run with caching on and unchanged inputs. Uses a throw-away state folder (its own S3 store and ports) and
+stops everything it started.
+
+    .venv/bin/python bench/pipeline.py [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# This file is named like the project's `pipeline` package; drop its folder from the path so imports find the package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def one_process(state: Path, port: int) -> float:
+    """load -> split -> train -> evaluate -> store + serve + smoke test, in this process (no KFP)."""
+    from components.common import embedded_s3
+    from components.common.store import ObjectStore
+    from components.deploy.core import deploy_local
+    from components.evaluate.core import evaluate_model_dir, flat_metrics
+    from components.load.core import load_table
+    from components.split.core import split_frame
+    from components.train.core import train_model
+
+    from pipeline.runner import store_environment
+
+    started = time.perf_counter()
+    settings = embedded_s3.ensure_running(state)
+    store = ObjectStore(settings)
+    train, test = split_frame(load_table().frame)
+    with tempfile.TemporaryDirectory() as model_dir, store_environment(settings):
+        result = train_model(train, Path(model_dir), log=lambda _: None)
+        evaluation = evaluate_model_dir(Path(model_dir), train, test)
+        deploy_local(store, Path(model_dir), evaluation.predictions, result.card["feature_names"],
+                     flat_metrics(evaluation), state, "bench-reference", "boston-housing", "127.0.0.1", port,
+                     log=lambda _: None)
+    return time.perf_counter() - started
+
+
+def pipeline_run(env: dict[str, str], port: int) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", "--cache", "--port", str(port), "--bucket", "bench"],
+        env=env, capture_output=True, text=True, timeout=900, cwd=REPO,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"pipeline run failed: {result.stderr.strip().splitlines()[-1:]}")
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=1, help="measurements per row (the median is shown)")
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with tempfile.TemporaryDirectory(prefix="boston-bench-") as tmp:
+        state = Path(tmp)
+        env = {**os.environ, "BOSTON_STATE_DIR": str(state)}
+        for key in ("MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"):
+            env.pop(key, None)
+        ref_port, port = _free_port(), _free_port()
+        try:
+            reference, cold, cached = [], [], []
+            for i in range(args.repeat):
+                reference.append(one_process(state, ref_port))
+                subprocess.run([sys.executable, "-m", "pipeline.cli", "down", "--port", str(ref_port)], env=env,
+                               capture_output=True, timeout=60)
+                for cache in (state / "cache", state / "pipeline_root"):
+                    subprocess.run(["rm", "-rf", str(cache)], check=True)
+                cold.append(pipeline_run(env, port))
+                cached.append(pipeline_run(env, port))
+                print(f"round {i + 1}: reference {reference[-1]:.1f} s, pipeline {cold[-1]:.1f} s, "
+                      f"cached {cached[-1]:.1f} s", file=sys.stderr)
+        finally:
+            subprocess.run([sys.executable, "-m", "pipeline.cli", "down"], env=env, capture_output=True, timeout=60)
+    ref = statistics.median(reference)
+    rows = [
+        ("one process (no KFP): load, split, train, evaluate, store, serve", ref),
+        ("kfp.local pipeline, compiled YAML, cold cache (`boston-pipeline run`)", statistics.median(cold)),
+        ("kfp.local pipeline again, cache on, unchanged inputs", statistics.median(cached)),
+    ]
+    print(f"\nLocal pipeline wall time ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
+          f"median of {args.repeat})\n")
+    print("| run | wall time | × one process |")
+    print("|---|---:|---:|")
+    for label, seconds in rows:
+        print(f"| {label} | {seconds:.1f} s | {seconds / ref:.2f} |")
+    print(f"\ncached / cold pipeline: {statistics.median(cached) / statistics.median(cold):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
