@@ -39,7 +39,6 @@ def one_process(state: Path, port: int) -> float:
     from components.load.core import load_table
     from components.split.core import split_frame
     from components.train.core import train_model
-
     from pipeline.runner import store_environment
 
     started = time.perf_counter()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import config
+from pipeline.submit_cli import add_submit_parser, cmd_submit
 
 # TensorFlow's C++ start-up chatter would bury the progress lines of every step.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                                description="Stop every local predictor and the embedded S3 store. Models, data and "
                                            "credentials stay in the state folder.")
     down.add_argument("--port", type=int, default=None, help="stop only the predictor on this port")
+    add_submit_parser(commands)
     return parser
 
 
@@ -275,7 +277,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "compile": cmd_compile, "predict": cmd_predict, "down": cmd_down}
+COMMANDS = {"run": cmd_run, "compile": cmd_compile, "predict": cmd_predict, "down": cmd_down, "submit": cmd_submit}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -69,3 +69,8 @@ MAX_REPLICAS = 3
 CANARY_TRAFFIC_PERCENT = 100  # 100 = roll out fully; less keeps the rest of the traffic on the previous revision
 ISTIO_SIDECAR = False  # KFP pods run without a sidecar; with one on the predictor, the in-cluster smoke test needs mTLS
 READY_TIMEOUT_S = 600
+
+# Kubeflow UI run: a whole run may take at most this long; train's pod resources.
+PIPELINE_TIMEOUT_S = 3600
+TRAIN_CPU_REQUEST, TRAIN_CPU_LIMIT = "1", "2"
+TRAIN_MEMORY_REQUEST, TRAIN_MEMORY_LIMIT = "1Gi", "2Gi"

@@ -25,6 +25,8 @@ def _retried(task: PipelineTask) -> None:
 
 @dsl.pipeline(
     name=config.PIPELINE_NAME,
+    display_name="Boston Housing: train, gate, deploy to KServe",
+    pipeline_config=dsl.PipelineConfig(active_deadline_seconds=config.PIPELINE_TIMEOUT_S),
     description=(
         "Boston Housing linear regression: load and validate the data, split it, train a Keras "
         "Normalization->Dense model, evaluate it against baselines, and - if it passes the gate - store it "
@@ -63,7 +65,40 @@ def boston_housing_pipeline(
     istio_sidecar: bool = config.ISTIO_SIDECAR,
     ready_timeout_s: int = config.READY_TIMEOUT_S,
 ) -> NamedTuple("PipelineOutputs", gate_passed=bool, metrics=Metrics, report=HTML):
-    """Builds the DAG load -> split -> train -> evaluate -> If(gate) -> deploy."""
+    """Builds the DAG load -> split -> train -> evaluate -> If(gate) -> deploy.
+
+    Args:
+        source: Training data: "bundled" (ships in the image), s3://bucket/key, http(s)://… or a path.
+        drop_columns: Comma-separated feature columns to drop, e.g. "B" (see the data card).
+        test_size: Fraction of rows held out for testing.
+        seed: Seed of the split and of the training.
+        epochs: Maximum training epochs (early stopping usually ends sooner).
+        batch_size: Rows per gradient step.
+        learning_rate: Adam learning rate.
+        validation_split: Fraction of training rows for early stopping; 0 stops on the training loss.
+        patience: Early-stopping patience, in epochs.
+        max_rmse: Largest acceptable test RMSE; above it nothing is deployed.
+        champion_tolerance: How much worse than the serving champion's RMSE is acceptable (0.05 = 5 %).
+        model_name: Model name: S3 prefix, InferenceService name and served model name.
+        bucket: Bucket of the model store (versions go under <bucket>/<model_name>/<version>/).
+        s3_endpoint: S3 endpoint host:port of the model store; empty = MINIO_ENDPOINT from the environment.
+        deploy_target: "kserve" (an InferenceService) or "local" (a predictor process; `boston-pipeline run`).
+        local_port: Port of the local predictor (deploy_target "local").
+        kserve_namespace: Namespace of the InferenceService; empty = the namespace the run executes in.
+        serving_runtime: "tensorflow" (KServe's TF Serving runtime) or "custom" (the project's predictor image).
+        runtime_version: tensorflow/serving image tag, at least the TensorFlow that trained the model.
+        predictor_image: Predictor image for serving_runtime "custom".
+        service_account: Service account of the predictor; it carries the S3 Secret for KServe.
+        cpu_request: Predictor CPU request.
+        cpu_limit: Predictor CPU limit.
+        memory_request: Predictor memory request.
+        memory_limit: Predictor memory limit.
+        min_replicas: Minimum predictor replicas (0 = scale to zero on serverless KServe).
+        max_replicas: Maximum predictor replicas.
+        canary_traffic_percent: Traffic share of the new revision; 100 rolls out fully.
+        istio_sidecar: Inject the Istio sidecar into the predictor pods.
+        ready_timeout_s: Seconds the new InferenceService generation may take to become Ready.
+    """
     load = load_data(source=source, drop_columns=drop_columns, s3_endpoint=s3_endpoint)
     load.set_display_name("Load and validate data")
     _reads_s3(load)
@@ -75,6 +110,8 @@ def boston_housing_pipeline(
         validation_split=validation_split, patience=patience, seed=seed,
     )
     train.set_display_name("Train Keras model")
+    train.set_cpu_request(config.TRAIN_CPU_REQUEST).set_cpu_limit(config.TRAIN_CPU_LIMIT)
+    train.set_memory_request(config.TRAIN_MEMORY_REQUEST).set_memory_limit(config.TRAIN_MEMORY_LIMIT)
     evaluate = evaluate_model(
         model=train.outputs["model"], train=split.outputs["train"], test=split.outputs["test"],
         max_rmse=max_rmse, champion_tolerance=champion_tolerance, model_name=model_name, bucket=bucket,

@@ -456,10 +456,11 @@ def connect(
         warnings.simplefilter("ignore", FutureWarning)
         client = _client_class()(
             host=host, namespace=namespace or "kubeflow",  # "kubeflow" is kfp's "not given" value
-            existing_token=auth.token, cookies=auth.cookies, credentials=credentials,
-            ui_host=ui_host or os.environ.get(KFP_ENV_UI_HOST) or None,
+            existing_token=auth.token, cookies=auth.cookies, credentials=credentials, ui_host=ui_host,
         )
-    client.boston_host = host  # for messages; kfp keeps it only in a private config
+    # kfp keeps these only in private fields; messages and links need them.
+    client.boston_host = host
+    client.boston_ui_host = (ui_host or os.environ.get(KFP_ENV_UI_HOST) or host).rstrip("/")
     client.boston_auth = auth
     return client
 
@@ -687,7 +688,7 @@ def submit(
         with errors(f"getting or creating experiment {experiment!r}"):
             experiment_id = _require(client.create_experiment(experiment, namespace=namespace).experiment_id,
                                      "experiment id", host)
-        ui = (getattr(client, "_uihost", None) or host).rstrip("/")
+        ui = (getattr(client, "boston_ui_host", None) or getattr(client, "_uihost", None) or host).rstrip("/")
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         common = dict(experiment_id=experiment_id, params=arguments, pipeline_id=pipeline_id, version_id=version_id,
                       service_account=run_service_account)

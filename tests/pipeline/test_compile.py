@@ -12,7 +12,7 @@ from pipeline.runner import compile_pipeline
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory) -> dict:
     path = compile_pipeline(tmp_path_factory.mktemp("yaml") / "pipeline.yaml")
-    return yaml.safe_load(Path(path).read_text())
+    return next(yaml.safe_load_all(Path(path).read_text()))
 
 
 def _tasks(spec: dict) -> dict:
@@ -59,8 +59,8 @@ def test_every_step_runs_in_the_project_image_without_installing_anything(spec):
 
 def test_compile_can_target_another_image(tmp_path):
     path = compile_pipeline(tmp_path / "p.yaml", image="registry.local/boston:dev")
-    executors = yaml.safe_load(path.read_text())["deploymentSpec"]["executors"]
+    executors = next(yaml.safe_load_all(path.read_text()))["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values()} == {"registry.local/boston:dev"}
     # …and the module-level components are left pointing at the default image.
-    again = yaml.safe_load(compile_pipeline(tmp_path / "q.yaml").read_text())["deploymentSpec"]["executors"]
+    again = next(yaml.safe_load_all(compile_pipeline(tmp_path / "q.yaml").read_text()))["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in again.values()} == {config.IMAGE}

@@ -1,0 +1,1 @@
+"""Test doubles for services the project talks to (real protocols, fake back ends)."""
