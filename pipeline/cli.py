@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shlex
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,10 +20,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 class CliError(Exception):
     """An error shown to the user as one line, with exit code 2."""
-
-
-def _stage(message: str) -> None:
-    print(f"==> {message}", flush=True)
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -126,50 +120,19 @@ def _preflight_source(source: str, drop_columns: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from components.common import embedded_s3
-    from components.common.store import ObjectStore
-    from components.common.versions import read_champion
-    from components.deploy.local import read_served
     from pipeline import runner
-    from pipeline.progress import CondensedLog
 
-    started = time.monotonic()
     _preflight_source(args.source, args.drop_columns)
-    state = embedded_s3.state_dir()
-    _stage("starting the object store")
-    settings, embedded = embedded_s3.settings_for_run()
-    store = ObjectStore(settings)
-    store.check()
-    print(f"    {'embedded SeaweedFS' if embedded else 'MinIO/S3'} at {settings.url}")
-    yaml_path = args.yaml or state / "compiled" / runner.DEFAULT_YAML
-    _stage(f"compiling the pipeline to {yaml_path}")
-    runner.compile_pipeline(yaml_path)
-    _stage("running the compiled pipeline on kfp.local (load -> split -> train -> evaluate -> gate -> deploy)")
-    log_path = state / "logs" / f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"    full log: {log_path}")
-    with runner.store_environment(settings), open(log_path, "w") as full_log:
-        stream = sys.stdout if args.verbose else CondensedLog(sys.stdout, full_log)
-        with contextlib.redirect_stdout(stream):
-            task = runner.run_compiled(
-                yaml_path, _run_arguments(args), state / "pipeline_root", caching=args.cache,
-                cache_root=state / "cache",
-            )
-    passed = bool(task.outputs["gate_passed"])
-    metrics = dict(task.outputs["metrics"].metadata)
-    report = task.outputs["report"].path
-    champion = read_champion(store, args.bucket, args.model_name) if passed else None
-    served = read_served(state, args.port) if passed else None
-    print(_summary(metrics, passed, report, champion, served, args.model_name, time.monotonic() - started))
-    return 0 if passed else 3
+    result = runner.run_local(_run_arguments(args), cache=args.cache, verbose=args.verbose, yaml_path=args.yaml)
+    print(_summary(result, args.model_name))
+    return 0 if result.passed else 3
 
 
-def _summary(
-    metrics: dict[str, Any], passed: bool, report: str, champion: dict[str, Any] | None, served: Any,
-    model_name: str, seconds: float,
-) -> str:
+def _summary(result: Any, model_name: str) -> str:
     from components.deploy.local import predict_v1
 
+    metrics, passed, champion, served = result.metrics, result.passed, result.champion, result.served
+    seconds, report = result.seconds, result.report_path
     lines = ["", "=" * 72, f"Boston Housing pipeline finished in {seconds:.0f} s", "",
              f"  {'predictor':<26}{'MSE':>9}{'RMSE':>9}{'MAE':>9}{'R²':>8}"]
     for label, prefix in (("model (test rows)", ""), ("baseline: least squares", "least_squares_"),

@@ -3,7 +3,7 @@
 from typing import NamedTuple
 
 from kfp import dsl, kubernetes
-from kfp.dsl import HTML, Metrics, PipelineTask
+from kfp.dsl import HTML, Dataset, Metrics, PipelineTask
 
 from components.deploy.component import deploy_model
 from components.evaluate.component import evaluate_model
@@ -64,7 +64,9 @@ def boston_housing_pipeline(
     canary_traffic_percent: int = config.CANARY_TRAFFIC_PERCENT,
     istio_sidecar: bool = config.ISTIO_SIDECAR,
     ready_timeout_s: int = config.READY_TIMEOUT_S,
-) -> NamedTuple("PipelineOutputs", gate_passed=bool, metrics=Metrics, report=HTML):
+) -> NamedTuple(
+    "PipelineOutputs", gate_passed=bool, metrics=Metrics, report=HTML, predictions=Dataset
+):
     """Builds the DAG load -> split -> train -> evaluate -> If(gate) -> deploy.
 
     Args:
@@ -135,6 +137,7 @@ def boston_housing_pipeline(
         _reads_s3(deploy)
         # No step-level retry: deploy retries its transient API calls itself, and re-running the whole step after
         # a deliberate rollback would push another version and roll out (and back) again.
-    outputs = NamedTuple("PipelineOutputs", gate_passed=bool, metrics=Metrics, report=HTML)
-    return outputs(evaluate.outputs["Output"], evaluate.outputs["metrics"], evaluate.outputs["report"])
+    outputs = NamedTuple("PipelineOutputs", gate_passed=bool, metrics=Metrics, report=HTML, predictions=Dataset)
+    return outputs(evaluate.outputs["Output"], evaluate.outputs["metrics"], evaluate.outputs["report"],
+                   evaluate.outputs["predictions"])
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from components.common.store import S3Settings
+from components.deploy.local import ServedModel
 from pipeline import config
 
 DEFAULT_YAML = "boston_housing_pipeline.yaml"
@@ -81,3 +85,78 @@ def run_compiled(
     )
     pipeline_fn = components.load_component_from_file(str(yaml_path))
     return pipeline_fn(**arguments)
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    """The outcome of :func:`run_local`."""
+
+    passed: bool
+    metrics: dict[str, Any]
+    report_path: str
+    predictions_path: str
+    champion: dict[str, Any] | None
+    served: ServedModel | None
+    yaml_path: Path
+    log_path: Path
+    seconds: float
+
+
+def run_local(
+    arguments: Mapping[str, Any],
+    *,
+    cache: bool = False,
+    verbose: bool = False,
+    yaml_path: Path | None = None,
+    stage: Callable[[str], None] = print,
+) -> LocalRun:
+    """The embedded default end to end: start (or find) the store, compile, run the compiled YAML on kfp.local.
+
+    Args:
+        arguments: Pipeline parameters; ``deploy_target`` defaults to "local" and ``s3_endpoint`` to "" (the store
+            is handed to the steps through the environment).
+        cache: Reuse results of unchanged steps (deploy always runs).
+        verbose: Print kfp.local's full log instead of the condensed view.
+        yaml_path: Where to write the compiled YAML (default: in the state folder).
+        stage: Receives progress lines.
+    """
+    from components.common import embedded_s3
+    from components.common.store import ObjectStore
+    from components.common.versions import read_champion
+    from components.deploy.local import read_served
+    from pipeline.progress import CondensedLog
+
+    started = time.monotonic()
+    arguments = {"deploy_target": "local", "s3_endpoint": "", **arguments}
+    state = embedded_s3.state_dir()
+    stage("==> starting the object store")
+    settings, embedded = embedded_s3.settings_for_run()
+    store = ObjectStore(settings)
+    store.check()
+    stage(f"    {'embedded SeaweedFS' if embedded else 'MinIO/S3'} at {settings.url}")
+    yaml_path = Path(yaml_path or state / "compiled" / DEFAULT_YAML)
+    stage(f"==> compiling the pipeline to {yaml_path}")
+    compile_pipeline(yaml_path)
+    stage("==> running the compiled pipeline on kfp.local (load -> split -> train -> evaluate -> gate -> deploy)")
+    log_path = state / "logs" / f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    stage(f"    full log: {log_path}")
+    with store_environment(settings), open(log_path, "w") as full_log:
+        stream = sys.stdout if verbose else CondensedLog(sys.stdout, full_log)
+        with contextlib.redirect_stdout(stream):
+            task = run_compiled(yaml_path, arguments, state / "pipeline_root", caching=cache,
+                                cache_root=state / "cache")
+    passed = bool(task.outputs["gate_passed"])
+    bucket = arguments.get("bucket", config.BUCKET)
+    model_name = arguments.get("model_name", config.MODEL_NAME)
+    return LocalRun(
+        passed=passed,
+        metrics=dict(task.outputs["metrics"].metadata),
+        report_path=task.outputs["report"].path,
+        predictions_path=task.outputs["predictions"].path,
+        champion=read_champion(store, bucket, model_name) if passed else None,
+        served=read_served(state, int(arguments.get("local_port", config.LOCAL_PORT))) if passed else None,
+        yaml_path=yaml_path,
+        log_path=log_path,
+        seconds=time.monotonic() - started,
+    )

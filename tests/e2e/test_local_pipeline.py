@@ -71,6 +71,18 @@ def _evaluate_predictions(state: Path) -> pd.DataFrame:
     return pd.read_csv(newest)
 
 
+def test_the_committed_yaml_runs_on_kfp_local(s3_server, tmp_path):
+    """The file a user uploads to the Kubeflow UI is the file that runs here (gate forced to fail: no deploy)."""
+    from pipeline.runner import run_compiled, store_environment
+
+    committed = Path(__file__).resolve().parents[2] / "boston_housing_pipeline.yaml"
+    with store_environment(s3_server):
+        task = run_compiled(committed, {"deploy_target": "local", "s3_endpoint": "", "max_rmse": 0.1,
+                                        "epochs": 30, "bucket": "yaml-check"}, tmp_path)
+    assert task.outputs["gate_passed"] is False
+    assert task.outputs["metrics"].metadata["test_rows"] == 102
+
+
 def test_run_succeeds_and_prints_a_readable_summary(first_run, port):
     assert first_run.returncode == 0, first_run.stderr[-3000:]
     out = first_run.stdout
