@@ -77,11 +77,26 @@ def deploy_local(
             local.start_predictor(state, model_name, previous["uri"], host, port)
         raise local.DeployError(f"{exc}; the champion is unchanged") from None
     log(f"smoke test passed on {served.url} (max |diff| {diff:.2g} over {len(rows)} rows)")
+    return promote(store, location, manifest, metrics, feature_names, previous, served.url)
+
+
+def promote(
+    store: ObjectStore,
+    location: ModelLocation,
+    manifest: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    feature_names: list[str],
+    previous: Mapping[str, Any] | None,
+    endpoint: str,
+    **extra: Any,
+) -> DeployResult:
+    """Moves the champion record to a version that is stored, served and smoke-tested (every target's last act)."""
     champion = write_champion(store, location, {
         "metrics": dict(metrics),
         "feature_names": list(feature_names),
         "manifest_files": len(manifest["files"]),
         "previous": previous["version"] if previous else None,
-        "endpoint": served.url,
+        "endpoint": endpoint,
+        **extra,
     })
-    return DeployResult(served.url, location.uri, location.version, champion)
+    return DeployResult(endpoint, location.uri, location.version, champion)

@@ -39,9 +39,9 @@ from kubernetes import watch as k8s_watch
 
 from components.common.model import EQUALITY_ATOL, read_card
 from components.common.store import ObjectStore, parse_s3_uri
-from components.common.versions import read_champion, write_champion
+from components.common.versions import read_champion
 from components.deploy import local
-from components.deploy.core import DeployResult, smoke_rows, store_version
+from components.deploy.core import DeployResult, promote, smoke_rows, store_version
 
 GROUP = kserve_constants.KSERVE_GROUP
 VERSION = kserve_constants.KSERVE_V1BETA1_VERSION
@@ -703,16 +703,8 @@ def deploy_kserve(
     status = ready.get("status") or {}
     endpoint = str(status.get("url") or smoke_url)
     log(f"smoke test passed on {smoke_url} (max |diff| {diff:.2g} over {len(rows)} rows)")
-    champion = write_champion(store, location, {
-        "metrics": dict(metrics),
-        "feature_names": list(feature_names),
-        "manifest_files": len(manifest_files["files"]),
-        "previous": previous["version"] if previous else None,
-        "endpoint": endpoint,
-        "target": "kserve",
-        "inference_service": f"{isvcs.namespace}/{model_name}",
-        "generation": generation,
-        "runtime": options.runtime,
-    })
-    return DeployResult(endpoint, location.uri, location.version, champion)
+    return promote(
+        store, location, manifest_files, metrics, feature_names, previous, endpoint, target="kserve",
+        inference_service=f"{isvcs.namespace}/{model_name}", generation=generation, runtime=options.runtime,
+    )
 
