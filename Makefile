@@ -34,6 +34,9 @@ lint: $(STAMP) ## ruff
 compile: $(STAMP) ## write the pipeline IR YAML to $(YAML) (IMAGE=… to choose the component image)
 	$(BIN)/boston-pipeline compile -o $(YAML) --image $(IMAGE)
 
+notebook: $(STAMP) ## JupyterLab on 127.0.0.1 in notebooks/, with the project's kernel (the venv's python3)
+	$(BIN)/jupyter lab --ip=127.0.0.1 --notebook-dir=notebooks --no-browser
+
 down: $(STAMP) ## stop the local predictor and the embedded S3 store
 	$(BIN)/boston-pipeline down
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -13,9 +12,6 @@ from typing import Any
 
 from pipeline import config
 from pipeline.submit_cli import add_submit_parser, cmd_submit
-
-# TensorFlow's C++ start-up chatter would bury the progress lines of every step.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 class CliError(Exception):
@@ -130,14 +126,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _summary(result: Any, model_name: str) -> str:
     from components.deploy.local import predict_v1
+    from components.evaluate.core import metrics_rows
 
     metrics, passed, champion, served = result.metrics, result.passed, result.champion, result.served
     seconds, report = result.seconds, result.report_path
     lines = ["", "=" * 72, f"Boston Housing pipeline finished in {seconds:.0f} s", "",
              f"  {'predictor':<26}{'MSE':>9}{'RMSE':>9}{'MAE':>9}{'R²':>8}"]
-    for label, prefix in (("model (test rows)", ""), ("baseline: least squares", "least_squares_"),
-                          ("baseline: mean", "mean_")):
-        mse, rmse, mae, r2 = (float(metrics.get(prefix + key, "nan")) for key in ("mse", "rmse", "mae", "r2"))
+    for label, mse, rmse, mae, r2 in metrics_rows(metrics):
         lines.append(f"  {label:<26}{mse:>9.3f}{rmse:>9.3f}{mae:>9.3f}{r2:>8.3f}")
     lines += ["", f"  gate:      {'PASSED' if passed else 'FAILED (nothing deployed; see the report)'}",
               f"  report:    {report}"]

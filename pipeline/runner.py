@@ -127,6 +127,8 @@ def run_local(
     from pipeline.progress import CondensedLog
 
     started = time.monotonic()
+    # TensorFlow's C++ start-up chatter would bury the steps' progress lines (the steps inherit the environment).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     arguments = {"deploy_target": "local", "s3_endpoint": "", **arguments}
     state = embedded_s3.state_dir()
     stage("==> starting the object store")

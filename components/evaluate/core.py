@@ -154,12 +154,6 @@ def evaluate_model_dir(
     return evaluation
 
 
-def metrics_table_rows(evaluation: Evaluation) -> list[tuple[str, float, float, float]]:
-    rows = [("model", evaluation.metrics)]
-    rows += [(f"baseline: {name.replace('_', ' ')}", values) for name, values in evaluation.baselines.items()]
-    return [(label, m["mse"], m["rmse"], m["mae"], m["r2"]) for label, m in rows]
-
-
 def evaluation_report(evaluation: Evaluation, decision: GateDecision, target: str = config.TARGET) -> str:
     """A self-contained HTML page: metrics beside baselines, the gate, predicted-vs-actual and residual plots."""
     import matplotlib
@@ -191,7 +185,7 @@ def evaluation_report(evaluation: Evaluation, decision: GateDecision, target: st
         "Boston Housing: evaluation",
         f"<p>{len(actual)} test rows. Deployment gate <b class='{'pass' if decision.passed else 'fail'}'>"
         f"{verdict}</b>.</p>",
-        report.table(["predictor", "MSE", "RMSE", "MAE", "R²"], metrics_table_rows(evaluation)),
+        report.table(["predictor", "MSE", "RMSE", "MAE", "R²"], metrics_rows(flat_metrics(evaluation))),
         "<h2>Gate</h2>", checks,
         report.figure_to_img(fig, "predicted vs actual and residuals"),
     )
@@ -204,8 +198,19 @@ def gate_markdown(evaluation: Evaluation, decision: GateDecision) -> str:
     lines += [f"| {name} | {'pass' if ok else '**FAIL**'} | {detail} |" for name, ok, detail in decision.checks]
     lines += ["", "| predictor | MSE | RMSE | MAE | R² |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {label} | {mse:.3f} | {rmse:.3f} | {mae:.3f} | {r2:.3f} |"
-              for label, mse, rmse, mae, r2 in metrics_table_rows(evaluation)]
+              for label, mse, rmse, mae, r2 in metrics_rows(flat_metrics(evaluation))]
     return "\n".join(lines) + "\n"
+
+
+PREDICTOR_PREFIXES = {"model (test rows)": "", "baseline: least squares": "least_squares_", "baseline: mean": "mean_"}
+
+
+def metrics_rows(flat: dict[str, Any]) -> list[tuple[str, float, float, float, float]]:
+    """``(predictor, MSE, RMSE, MAE, R²)`` rows from :func:`flat_metrics` output (a Metrics artifact's metadata)."""
+    return [
+        (label, *(float(flat.get(prefix + key, "nan")) for key in ("mse", "rmse", "mae", "r2")))
+        for label, prefix in PREDICTOR_PREFIXES.items()
+    ]
 
 
 def flat_metrics(evaluation: Evaluation) -> dict[str, Any]:

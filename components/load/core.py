@@ -48,6 +48,11 @@ def bundled_csv_bytes() -> bytes:
     return resources.files("components").joinpath("data/boston_housing.csv").read_bytes()
 
 
+def data_card_text() -> str:
+    """The data card (source, columns, the known problem with feature B) shipped beside the CSV."""
+    return resources.files("components").joinpath("data/DATA_CARD.md").read_text()
+
+
 def read_source(source: str, s3_reader: Callable[[str], bytes] | None = None) -> bytes:
     """Reads the raw bytes of ``source``.
 
