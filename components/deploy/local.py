@@ -160,11 +160,20 @@ def start_predictor(
 
 def predict_v1(url: str, model_name: str, rows: np.ndarray, timeout: float = 10.0) -> np.ndarray:
     """Calls the V1 predict endpoint and returns one prediction per row."""
-    response = requests.post(
-        f"{url}/v1/models/{model_name}:predict", json={"instances": np.asarray(rows).tolist()}, timeout=timeout
-    )
+    try:
+        response = requests.post(
+            f"{url}/v1/models/{model_name}:predict", json={"instances": np.asarray(rows).tolist()}, timeout=timeout
+        )
+    except requests.ConnectionError:
+        raise DeployError(f"cannot reach {url}: is the predictor running? (`boston-pipeline run` starts it)") from None
+    except requests.Timeout:
+        raise DeployError(f"{url} did not answer within {timeout:g} s") from None
     if response.status_code != 200:
-        raise DeployError(f"predict returned HTTP {response.status_code}: {response.text[:200]}")
+        try:
+            reason = str(response.json().get("error") or response.text)
+        except ValueError:
+            reason = response.text
+        raise DeployError(f"predict returned HTTP {response.status_code}: {reason[:200]}")
     return np.asarray(response.json()["predictions"], dtype=np.float64).reshape(-1)
 
 
