@@ -1,0 +1,94 @@
+"""The `kserve.Model` in-process: readiness around load, the self-check, and KServe's own dataplane path."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+ROW = [0.00632, 18.0, 2.31, 0.0, 0.538, 6.575, 65.2, 4.09, 1.0, 296.0, 15.3, 396.9, 4.98]
+
+
+@pytest.fixture()
+def loaded(predictor_module: Any, model_dir: Path) -> Any:
+    model = predictor_module.BostonHousingModel("boston-housing", predictor_module.ModelSource(model_dir=model_dir))
+    model.load()
+    return model
+
+
+def test_not_ready_until_loaded(predictor_module: Any, model_dir: Path) -> None:
+    model = predictor_module.BostonHousingModel("boston-housing", predictor_module.ModelSource(model_dir=model_dir))
+    assert model.ready is False
+    assert asyncio.run(model.healthy()) is False
+    assert model.load() is True
+    assert model.ready is True
+
+
+def test_a_failed_self_check_leaves_the_model_not_ready(
+    predictor_module: Any, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = predictor_module.BostonHousingModel("boston-housing", predictor_module.ModelSource(model_dir=model_dir))
+    # A request path that drifts from the SavedModel (say a bad encoder) must be caught before "ready".
+    monkeypatch.setattr(model, "handle_v1", lambda body: b'{"predictions": [[0.0]]}')
+    with pytest.raises(predictor_module.StartupError, match="self-check failed: V1"):
+        model.load()
+    assert model.ready is False
+
+
+def test_kserve_dataplane_v1_matches_the_fast_path(loaded: Any) -> None:
+    payload = {"instances": [ROW, ROW]}
+    response, _ = asyncio.run(loaded(payload, headers={}))
+    assert response == json.loads(loaded.handle_v1(json.dumps(payload).encode()))
+
+
+def test_kserve_dataplane_v2_matches_the_fast_path(loaded: Any) -> None:
+    from kserve.protocol.infer_type import InferInput, InferRequest
+
+    request = InferRequest("boston-housing", [InferInput("features", [2, 13], "FP32", ROW * 2)], request_id="r1")
+    response, _ = asyncio.run(loaded(request, headers={}))
+    fast = json.loads(loaded.handle_v2(json.dumps(
+        {"inputs": [{"name": "features", "shape": [2, 13], "datatype": "FP32", "data": ROW * 2}]}).encode()))
+    assert response.id == "r1"
+    assert response.outputs[0].shape == [2, 1]
+    np.testing.assert_array_equal(response.outputs[0].data, fast["outputs"][0]["data"])
+
+
+def test_kserve_dataplane_rejects_bad_input_as_invalid_input(loaded: Any) -> None:
+    from kserve.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="has 2 values, expected 13"):
+        asyncio.run(loaded({"instances": [[1.0, 2.0]]}, headers={}))
+
+
+def test_metadata_comes_from_the_card(loaded: Any, model_dir: Path) -> None:
+    card = json.loads((model_dir / "boston_model.json").read_text())
+    assert [i["name"] for i in loaded.get_input_types()] == card["feature_names"]
+    assert loaded.get_output_types()[0]["name"] == card["target"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "name"),
+    [("s3://models/boston-housing/20261125T101500Z-ab12cd34/", "boston-housing"), ("s3://models/x", None)],
+)
+def test_model_name_from_storage_uri(predictor_module: Any, uri: str, name: str | None) -> None:
+    assert predictor_module._name_from_uri(uri) == name
+
+
+@pytest.mark.parametrize("n", [1, 5000])  # both sides of the small-batch shortcut in the finiteness checks
+def test_non_finite_values_are_found_in_small_and_large_batches(predictor_module: Any, loaded: Any, n: int) -> None:
+    rows: list[list[Any]] = [list(ROW) for _ in range(n)]
+    rows[-1][4] = float("nan")
+    with pytest.raises(predictor_module.RequestError, match=rf"instances\[{n - 1}\] feature NOX is not finite"):
+        predictor_module.rows_from_v1({"instances": rows}, loaded.spec)
+    weights = loaded.spec.model.weights
+    rows[-1] = [1.7e308 if w > 0 else -1.7e308 for w in weights]
+    array, _ = predictor_module.rows_from_v1({"instances": rows}, loaded.spec)  # finite inputs whose sum overflows
+    # The server process turns numpy's overflow warnings off (main); in here they are silenced by hand.
+    with np.errstate(over="ignore"), pytest.raises(
+        predictor_module.RequestError, match=rf"row {n - 1}: the prediction is not finite"
+    ):
+        predictor_module.predict_rows(loaded.spec, array)
