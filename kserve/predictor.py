@@ -567,8 +567,6 @@ class BostonHousingModel(Model):
             diff = float(np.max(np.abs(got - expected)))
             if not diff <= EQUALITY_ATOL:
                 raise StartupError(f"self-check failed: {label} answers differ from the SavedModel by {diff:.3g}")
-        if "tensorflow" in sys.modules:  # a regression worth failing loudly: it costs seconds and half a GB
-            raise StartupError("self-check failed: TensorFlow was imported into the server process")
 
     # --- the request path (shared by the ASGI front, KServe's dataplane and the self-check) -------------------
 
@@ -984,6 +982,10 @@ def main(argv: list[str] | None = None) -> int:
         model = BostonHousingModel(args.model_name, ModelSource(args.model_dir, args.storage_uri), args.max_batch)
         started = time.perf_counter()
         model.load()
+        # Checked for the server process only (tests load the model inside processes that use TensorFlow):
+        # a regression worth failing loudly, it costs seconds of start-up and half a GB.
+        if "tensorflow" in sys.modules:
+            raise StartupError("self-check failed: TensorFlow was imported into the server process")
     except StartupError as exc:
         # One line, no traceback: this is what `kubectl logs` shows for a crash-looping predictor.
         print(f"predictor: cannot start: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
