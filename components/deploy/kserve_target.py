@@ -73,7 +73,7 @@ _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _NAME_MAX = 63
 
 
-class KServeDeployError(RuntimeError):
+class KServeDeployError(local.DeployError):
     """The model could not be served on KServe; the message is one line for people."""
 
     def __init__(self, message: str) -> None:

@@ -1,0 +1,28 @@
+"""components/common/runtime.py: which failures become one line, and which keep their traceback."""
+
+import pytest
+
+from components.common.runtime import fail_with_one_line
+from components.common.store import StoreError
+from components.deploy.kserve_target import KServeDeployError
+from components.load.core import DataValidationError
+
+
+@pytest.mark.parametrize(
+    "error",
+    [DataValidationError("column RM, row 3: missing value"), StoreError("cannot reach S3 endpoint x:1"),
+     KServeDeployError("InferenceService boston-housing failed:\n  image pull")],
+)
+def test_expected_errors_become_one_line_and_exit_1(error, capsys):
+    with pytest.raises(SystemExit) as info, fail_with_one_line("step"):
+        raise error
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ERROR step: ")
+
+
+def test_bugs_keep_their_traceback():
+    with pytest.raises(KeyError), fail_with_one_line("step"):
+        raise KeyError("a bug, not a user error")
+    with pytest.raises(RuntimeError), fail_with_one_line("step"):
+        raise RuntimeError("neither")
