@@ -176,3 +176,13 @@ def test_run_with_an_unreachable_store_fails_with_one_line(env):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "127.0.0.1:9" in lines[0]
     assert secret not in result.stdout + result.stderr
+
+
+def test_the_store_secret_never_reaches_logs_artifacts_or_output(first_run, state, s3_server):
+    assert s3_server.secret_key not in first_run.stdout + first_run.stderr
+    leaked = [
+        str(path) for folder in ("logs", "pipeline_root", "serving", "compiled")
+        for path in (state / folder).rglob("*")
+        if path.is_file() and s3_server.secret_key.encode() in path.read_bytes()
+    ]
+    assert not leaked
