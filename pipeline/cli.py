@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import config
+from pipeline.runner import DEFAULT_YAML
 from pipeline.submit_cli import add_submit_parser, cmd_submit
 
 
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     comp = commands.add_parser("compile", help="write the pipeline's IR YAML (to upload to Kubeflow)",
                                description="Compile the pipeline to Kubeflow Pipelines IR YAML.")
-    comp.add_argument("-o", "--output", type=Path, default=Path(runner_default_yaml()),
+    comp.add_argument("-o", "--output", type=Path, default=Path(DEFAULT_YAML),
                       help="output file (default: %(default)s)")
     comp.add_argument("--image", default=None, help=f"component image for every step (default: {config.IMAGE})")
 
@@ -90,20 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def runner_default_yaml() -> str:
-    from pipeline.runner import DEFAULT_YAML
-
-    return DEFAULT_YAML
-
-
 def _run_arguments(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "source": args.source, "drop_columns": args.drop_columns, "test_size": args.test_size, "seed": args.seed,
         "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
         "validation_split": args.validation_split, "patience": args.patience, "max_rmse": args.max_rmse,
         "champion_tolerance": args.champion_tolerance, "model_name": args.model_name, "bucket": args.bucket,
-        "s3_endpoint": "", "deploy_target": "local", "local_port": args.port,
-    }
+        "local_port": args.port,
+    }  # run_local adds deploy_target="local" and s3_endpoint="" (the store comes through the environment)
 
 
 def _preflight_source(source: str, drop_columns: str) -> None:
