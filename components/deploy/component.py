@@ -66,6 +66,7 @@ def deploy_model(
 
     import pandas as pd
 
+    from components.common.model import read_card
     from components.common.runtime import fail_with_one_line, object_store
     from pipeline import config
 
@@ -73,10 +74,9 @@ def deploy_model(
     with fail_with_one_line("deploy"):
         if target not in ("local", "kserve"):
             raise ValueError(f"unknown deploy target {target!r}: use 'local' or 'kserve'")
-        feature_names = list(model.metadata.get("feature_names") or [])
+        # The model card is what the server reads too: one source for the feature order.
+        feature_names = list(read_card(Path(model.path))["feature_names"])
         predictions_frame = pd.read_csv(predictions.path)
-        if not feature_names:
-            feature_names = [c for c in predictions_frame.columns if c not in (config.TARGET, "prediction")]
         scores = {k: v for k, v in metrics.metadata.items() if isinstance(v, (int, float))}
         store = object_store(s3_endpoint)
         if target == "local":
