@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,6 +55,8 @@ _INTERNAL_PORTS = (
 _PORT_PICK_ATTEMPTS = 50
 # glog prefixes fatal and error lines with F or E and the date, e.g. "F1125 11:08:31".
 _CAUSE = re.compile(r"^([FE]\d{4} |panic: |fatal error: )")
+# Volume files are "<id>.dat" or "<collection>_<id>.dat" in the data directory.
+_VOLUME_FILE = re.compile(r"^(?:.+_)?(\d+)\.dat$")
 
 
 @dataclass(frozen=True)
@@ -270,7 +273,13 @@ def _start(home: Path, credentials: dict[str, str]) -> S3Settings:
         except StoreError as exc:
             last_error = str(exc)
         else:
-            return settings
+            # S3 answers before the volume server has told the master which volumes it
+            # holds; until then reads of stored objects fail with 500 and writes have
+            # nowhere to go.
+            missing = missing_volumes(_master_volumes(ports["master.port"]), volumes_on_disk(data_dir))
+            if not missing:
+                return settings
+            last_error = f"volumes not yet registered with the master: {', '.join(map(str, missing))}"
         if time.monotonic() >= deadline:
             break
         time.sleep(POLL_INTERVAL_S)
@@ -281,6 +290,46 @@ def _start(home: Path, credentials: dict[str, str]) -> S3Settings:
         f"embedded S3 server (weed mini) was not ready within {READY_TIMEOUT_S:.0f} s "
         f"({last_error}); log: {log_path}: {_log_tail(log_path)}"
     )
+
+
+def volumes_on_disk(data_dir: Path) -> set[int]:
+    """Ids of the volumes whose files lie in ``data_dir``."""
+    found = set()
+    for path in data_dir.glob("*.dat"):
+        match = _VOLUME_FILE.match(path.name)
+        if match:
+            found.add(int(match.group(1)))
+    return found
+
+
+def missing_volumes(status: Mapping[str, object] | None, on_disk: set[int]) -> list[int]:
+    """Volumes on disk that the master does not list yet, or ``[0]`` with no volume server.
+
+    Args:
+        status: The master's ``/vol/status`` answer, ``None`` if it did not answer.
+        on_disk: What `volumes_on_disk` found.
+
+    Returns:
+        Sorted ids still missing; empty when the store can serve every stored object
+        and has a volume server to write to.
+    """
+    centres = ((status or {}).get("Volumes") or {}).get("DataCenters") or {}
+    nodes = [volumes or [] for racks in centres.values() for rack in racks.values() for volumes in rack.values()]
+    if not nodes:
+        return [0]
+    registered = {volume.get("Id") for volumes in nodes for volume in volumes}
+    return sorted(on_disk - registered)
+
+
+def _master_volumes(port: int) -> dict[str, object] | None:
+    try:
+        # Loopback only: no proxy from the environment may see this request.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://{HOST}:{port}/vol/status", timeout=2.0) as response:
+            answer = json.load(response)
+    except (OSError, ValueError):
+        return None
+    return answer if isinstance(answer, dict) else None
 
 
 def _settings(port: int, credentials: dict[str, str]) -> S3Settings:

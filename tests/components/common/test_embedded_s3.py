@@ -97,6 +97,30 @@ def test_settings_for_run_uses_session_server(s3_server: S3Settings) -> None:
     assert settings == s3_server
 
 
+def test_volumes_on_disk_reads_volume_file_names(tmp_path: Path) -> None:
+    for name in ("boston-models_3.dat", "7.dat", "boston-models_3.idx", "lifecycle_1.vif", "notes.dat"):
+        (tmp_path / name).write_text("")
+
+    assert embedded_s3.volumes_on_disk(tmp_path) == {3, 7}
+
+
+def _vol_status(nodes: dict[str, list[int] | None]) -> dict[str, object]:
+    """The shape of weed 4.48's master ``/vol/status`` answer."""
+    rack = {url: None if ids is None else [{"Id": i, "Collection": "c"} for i in ids] for url, ids in nodes.items()}
+    return {"Volumes": {"DataCenters": {"DefaultDataCenter": {"DefaultRack": rack}}, "Free": 60, "Max": 67}}
+
+
+def test_missing_volumes_waits_for_the_volume_server_and_every_stored_volume() -> None:
+    # No answer, or no volume server yet: nothing can be read or written.
+    assert embedded_s3.missing_volumes(None, set()) == [0]
+    assert embedded_s3.missing_volumes({"Volumes": {"DataCenters": {}}}, set()) == [0]
+    # A volume server with nothing registered serves a fresh store, not a stored one.
+    assert embedded_s3.missing_volumes(_vol_status({"127.0.0.1:1": None}), set()) == []
+    assert embedded_s3.missing_volumes(_vol_status({"127.0.0.1:1": []}), {1, 2}) == [1, 2]
+    assert embedded_s3.missing_volumes(_vol_status({"127.0.0.1:1": [2]}), {1, 2}) == [1]
+    assert embedded_s3.missing_volumes(_vol_status({"127.0.0.1:1": [1, 2, 5]}), {1, 2}) == []
+
+
 def test_stop_without_server_is_false(tmp_path: Path) -> None:
     assert embedded_s3.stop(tmp_path) is False
     assert not (tmp_path / "s3").exists()
@@ -225,6 +249,7 @@ def test_stop_and_restart_keep_keys_and_data(tmp_path: Path) -> None:
         assert restarted is not None
         assert restarted.pid != record.pid
         assert (second.access_key, second.secret_key) == (first.access_key, first.secret_key)
+        # Ready means stored objects are readable at once, not only that S3 answers.
         assert ObjectStore(second).get_json("lifecycle", "kept.json") == {"rows": 506}
 
 
