@@ -35,7 +35,7 @@ compile: $(STAMP) ## write the pipeline IR YAML to $(YAML) (IMAGE=… to choose 
 	$(BIN)/boston-pipeline compile -o $(YAML) --image $(IMAGE)
 
 notebook: $(STAMP) ## JupyterLab on 127.0.0.1 in notebooks/, with the project's kernel (the venv's python3)
-	$(BIN)/jupyter lab --ip=127.0.0.1 --notebook-dir=notebooks --no-browser
+	$(BIN)/jupyter lab --ip=127.0.0.1 --notebook-dir=notebooks --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 
 down: $(STAMP) ## stop the local predictor and the embedded S3 store
 	$(BIN)/boston-pipeline down
