@@ -257,6 +257,7 @@ def _start(home: Path, credentials: dict[str, str]) -> S3Settings:
     _write_private(home / "server.json", asdict(record))
     settings = _settings(record.port, credentials)
     probe = ObjectStore(settings, connect_timeout=0.5, read_timeout=2.0)
+    stored = volumes_on_disk(data_dir)
     deadline = time.monotonic() + READY_TIMEOUT_S
     last_error = "no answer yet"
     for _ in range(int(READY_TIMEOUT_S / POLL_INTERVAL_S) + 1):
@@ -276,10 +277,10 @@ def _start(home: Path, credentials: dict[str, str]) -> S3Settings:
             # S3 answers before the volume server has told the master which volumes it
             # holds; until then reads of stored objects fail with 500 and writes have
             # nowhere to go.
-            missing = missing_volumes(_master_volumes(ports["master.port"]), volumes_on_disk(data_dir))
-            if not missing:
+            pending = volumes_pending(_master_volumes(ports["master.port"]), stored)
+            if pending is None:
                 return settings
-            last_error = f"volumes not yet registered with the master: {', '.join(map(str, missing))}"
+            last_error = pending
         if time.monotonic() >= deadline:
             break
         time.sleep(POLL_INTERVAL_S)
@@ -302,23 +303,25 @@ def volumes_on_disk(data_dir: Path) -> set[int]:
     return found
 
 
-def missing_volumes(status: Mapping[str, object] | None, on_disk: set[int]) -> list[int]:
-    """Volumes on disk that the master does not list yet, or ``[0]`` with no volume server.
+def volumes_pending(status: Mapping[str, object] | None, stored: set[int]) -> str | None:
+    """Why the store cannot yet serve what it holds, or ``None`` once it can.
 
     Args:
         status: The master's ``/vol/status`` answer, ``None`` if it did not answer.
-        on_disk: What `volumes_on_disk` found.
+        stored: The volumes on disk (`volumes_on_disk`).
 
     Returns:
-        Sorted ids still missing; empty when the store can serve every stored object
-        and has a volume server to write to.
+        ``None`` when a volume server has registered with the master and the master lists
+        every stored volume; otherwise what is still missing.
     """
     centres = ((status or {}).get("Volumes") or {}).get("DataCenters") or {}
     nodes = [volumes or [] for racks in centres.values() for rack in racks.values() for volumes in rack.values()]
     if not nodes:
-        return [0]
-    registered = {volume.get("Id") for volumes in nodes for volume in volumes}
-    return sorted(on_disk - registered)
+        return "no volume server has registered with the master yet"
+    missing = stored - {volume.get("Id") for volumes in nodes for volume in volumes}
+    if missing:
+        return f"volumes {', '.join(map(str, sorted(missing)))} not yet registered with the master"
+    return None
 
 
 def _master_volumes(port: int) -> dict[str, object] | None:

@@ -110,15 +110,20 @@ def _vol_status(nodes: dict[str, list[int] | None]) -> dict[str, object]:
     return {"Volumes": {"DataCenters": {"DefaultDataCenter": {"DefaultRack": rack}}, "Free": 60, "Max": 67}}
 
 
-def test_missing_volumes_waits_for_the_volume_server_and_every_stored_volume() -> None:
+def test_volumes_pending_waits_for_the_volume_server_and_every_stored_volume() -> None:
+    no_server = "no volume server has registered with the master yet"
     # No answer, or no volume server yet: nothing can be read or written.
-    assert embedded_s3.missing_volumes(None, set()) == [0]
-    assert embedded_s3.missing_volumes({"Volumes": {"DataCenters": {}}}, set()) == [0]
+    assert embedded_s3.volumes_pending(None, set()) == no_server
+    assert embedded_s3.volumes_pending({"Volumes": {"DataCenters": {}}}, set()) == no_server
     # A volume server with nothing registered serves a fresh store, not a stored one.
-    assert embedded_s3.missing_volumes(_vol_status({"127.0.0.1:1": None}), set()) == []
-    assert embedded_s3.missing_volumes(_vol_status({"127.0.0.1:1": []}), {1, 2}) == [1, 2]
-    assert embedded_s3.missing_volumes(_vol_status({"127.0.0.1:1": [2]}), {1, 2}) == [1]
-    assert embedded_s3.missing_volumes(_vol_status({"127.0.0.1:1": [1, 2, 5]}), {1, 2}) == []
+    assert embedded_s3.volumes_pending(_vol_status({"127.0.0.1:1": None}), set()) is None
+    assert embedded_s3.volumes_pending(_vol_status({"127.0.0.1:1": []}), {2, 1}) == (
+        "volumes 1, 2 not yet registered with the master"
+    )
+    assert embedded_s3.volumes_pending(_vol_status({"127.0.0.1:1": [2]}), {1, 2}) == (
+        "volumes 1 not yet registered with the master"
+    )
+    assert embedded_s3.volumes_pending(_vol_status({"127.0.0.1:1": [1, 2, 5]}), {1, 2}) is None
 
 
 def test_stop_without_server_is_false(tmp_path: Path) -> None:
