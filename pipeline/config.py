@@ -56,9 +56,10 @@ RETRY_BACKOFF = "10s"
 DEPLOY_TARGET = "kserve"  # what the compiled pipeline does on Kubeflow; `boston-pipeline run` passes "local"
 KSERVE_NAMESPACE = ""  # empty = the namespace the deploy step runs in (its service account's)
 SERVING_RUNTIME = "tensorflow"  # "tensorflow" (KServe's TF Serving runtime) or "custom" (kserve/predictor.py)
-# TF Serving image tag for the "tensorflow" runtime: must be >= the TensorFlow that trained the model (2.21.0,
-# pinned in setup.cfg). TF Serving publishes tensorflow/serving:<version> with each release, in step with TensorFlow.
-TF_SERVING_VERSION = "2.21.0"
+# TF Serving image tag for the "tensorflow" runtime. The rule: the tag is a published tensorflow/serving release and
+# is >= the TensorFlow that trains the model (tensorflow-cpu, pinned in setup.cfg to the same minor release), so TF
+# Serving can load every op the SavedModel uses. 2.20.0 is TF Serving's newest release (there is no 2.21 tag).
+TF_SERVING_VERSION = "2.20.0"
 SERVICE_ACCOUNT = "boston-housing-kserve"  # carries the S3 Secret for KServe's storage initializer
 CPU_REQUEST = "100m"
 CPU_LIMIT = "1"

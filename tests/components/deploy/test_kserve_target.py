@@ -24,7 +24,7 @@ def _build(runtime: str = "tensorflow", **overrides) -> V1beta1InferenceService:
         service_account=config.SERVICE_ACCOUNT, resources=RESOURCES, min_replicas=config.MIN_REPLICAS,
         max_replicas=config.MAX_REPLICAS, canary_traffic_percent=config.CANARY_TRAFFIC_PERCENT,
         istio_sidecar=config.ISTIO_SIDECAR, runtime_version=config.TF_SERVING_VERSION,
-        predictor_image=config.PREDICTOR_IMAGE, trained_tf_version="2.21.0",
+        predictor_image=config.PREDICTOR_IMAGE, trained_tf_version="2.20.0",
     )
     kwargs.update(overrides)
     return kt.build_inference_service(config.MODEL_NAME, NS, URI, runtime, **kwargs)
@@ -130,7 +130,7 @@ def test_the_storage_uri_is_normalised_by_the_builder():
 
 
 @pytest.mark.parametrize(("overrides", "runtime", "message"), [
-    ({"runtime_version": "2.20.0"}, "tensorflow", "older than TensorFlow 2.21.0"),
+    ({"runtime_version": "2.19.0"}, "tensorflow", "older than TensorFlow 2.20.0"),
     ({"runtime_version": ""}, "tensorflow", "needs a runtime version"),
     ({"predictor_image": ""}, "custom", "needs the predictor image"),
     ({}, "sklearn", "unknown runtime"),
@@ -261,3 +261,13 @@ def test_service_account_carries_the_secret_and_rbac_allows_what_the_deploy_does
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": role["metadata"]["name"]}
     assert binding["subjects"][0]["namespace"] == _docs("kustomization.yaml")[0]["namespace"]
+
+
+def test_the_default_tf_serving_release_can_load_what_training_exports():
+    """The rule in pipeline/config.py: TF Serving's tag is >= the training TensorFlow and in step with its minor."""
+    from importlib.metadata import version
+
+    trained = kt.version_tuple(version("tensorflow-cpu"))
+    serving = kt.version_tuple(config.TF_SERVING_VERSION)
+    assert serving >= trained and serving[:2] == trained[:2]
+    assert _build()  # the builder accepts the defaults for a model trained by this environment
