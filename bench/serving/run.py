@@ -8,7 +8,7 @@ It sets up what it needs: ``wrk`` (apt-get, if missing), a venv for the peers in
 1.7.1 + mlserver-sklearn with ``uvloop==0.21.0``, without which MLServer 1.7.1 loads no model), and a model trained
 by the repository's own train step. Servers, measured one at a time on loopback with ``wrk`` sharing the same cores:
 
-* ``ours``: ``kserve/predictor.py`` (V1, and V2 for the request rate);
+* ``ours``: the ``boston_predictor`` package (``boston-predictor``; V1, and V2 for the request rate);
 * MLServer 1.7.1 + mlserver-sklearn, defaults, V2 (the same affine map as a scikit-learn ``LinearRegression``);
 * kserve 0.21 ``ModelServer`` with a ``kserve.Model`` calling the SavedModel signature, latency log off, V1;
 * a bare uvicorn ASGI app that returns a fixed answer: the ceiling for any Python server on this machine.
@@ -453,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         return [str(PEERS_VENV / "bin" / "mlserver"), "start", str(mlserver_dir)]
 
     py = sys.executable
-    ours_argv = [py, str(REPO / "kserve" / "predictor.py"), "--model_name", MODEL_NAME, "--model_dir", str(model_dir)]
+    ours_argv = [py, "-m", "boston_predictor", "--model_name", MODEL_NAME, "--model_dir", str(model_dir)]
     servers = [
         Server("ours: kserve/predictor.py (V1)", "v1", lambda p: [*ours_argv, "--http_port", str(p)]),
         Server("ours: kserve/predictor.py (V2)", "v2", lambda p: [*ours_argv, "--http_port", str(p)],

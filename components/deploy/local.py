@@ -1,4 +1,4 @@
-"""The local deploy target: run the KServe predictor (``kserve/predictor.py``) as a background process.
+"""The local deploy target: run the KServe predictor (the `boston_predictor` package) as a background process.
 
 The process gets its own session (so a stop reaches its whole group) and a log file instead of the step's stdout:
 kfp.local reads a step's output until it closes, and a server that inherited it would hang the run.
@@ -44,13 +44,13 @@ class ServedModel:
         return {"pid": self.pid, "url": self.url, "model_name": self.model_name, "uri": self.uri, "log": self.log}
 
 
-def predictor_script() -> Path:
-    """The predictor the image and the local target both run (``$BOSTON_PREDICTOR_SCRIPT`` overrides)."""
-    override = os.environ.get("BOSTON_PREDICTOR_SCRIPT")
-    path = Path(override) if override else Path(__file__).resolve().parents[2] / "kserve" / "predictor.py"
-    if not path.is_file():
-        raise DeployError(f"predictor script not found at {path}: set BOSTON_PREDICTOR_SCRIPT")
-    return path
+def predictor_command() -> list[str]:
+    """The predictor the image and the local target both run: the installed `boston_predictor` package.
+
+    ``python -m`` with this interpreter rather than the ``boston-predictor`` script: the step may run in an
+    environment whose ``bin/`` is not on PATH, and the interpreter finds the package the same way the step does.
+    """
+    return [sys.executable, "-m", "boston_predictor"]
 
 
 def serving_record(state: Path, port: int) -> Path:
@@ -131,7 +131,7 @@ def start_predictor(
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{port}.log"
     command = [
-        sys.executable, str(predictor_script()), "--model_name", model_name, "--storage_uri", uri,
+        *predictor_command(), "--model_name", model_name, "--storage_uri", uri,
         "--http_port", str(port), "--bind", host, *extra_args,
     ]
     with open(log, "ab") as out:

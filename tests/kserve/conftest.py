@@ -1,12 +1,11 @@
 """Fixtures for the predictor tests: one trained model per session and real predictor processes.
 
-Every server here is the real script (`kserve/predictor.py`) started as a subprocess on a free loopback port,
-polled with bounded loops, and stopped by its PID.
+Every server here is the real predictor (`python -m boston_predictor`, what the ``boston-predictor`` command runs)
+started as a subprocess on a free loopback port, polled with bounded loops, and stopped by its PID.
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
@@ -22,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psutil
 import pytest
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-REPO = Path(__file__).resolve().parents[2]
-PREDICTOR = REPO / "kserve" / "predictor.py"
+# The command line that starts the predictor: the package's own entry, found by the interpreter, not by path.
+PREDICTOR_ARGV = (sys.executable, "-m", "boston_predictor")
 MODEL_NAME = "boston-housing"
 START_TIMEOUT_S = 30.0  # generous: the machine is shared, a start normally takes ~1.5 s
 # The shared server runs with small limits so the limit tests send small bodies.
@@ -100,6 +101,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class NotReady(Exception):
+    """The predictor answered, but not yet 200."""
+
+
 @dataclass
 class Response:
     status: int
@@ -168,27 +173,29 @@ class Predictor:
         return (self.log_dir / "stdout.log").read_text(errors="replace")
 
     def rss_kb(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise AssertionError("no VmRSS")
+        return psutil.Process(self.process.pid).memory_info().rss // 1024
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> float:
-        """Polls readiness until 200; returns the seconds waited. Fails if the process exits first."""
+        """Polls readiness until 200; returns the seconds waited. Fails at once if the process exits first."""
         start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            if self.process.poll() is not None:
+
+        def ready() -> None:
+            if self.process.poll() is not None:  # not retried: an AssertionError stops the poll
                 raise AssertionError(f"predictor exited with {self.process.returncode}:\n{self.stderr()[-2000:]}")
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=2)
-                try:
-                    conn.request("GET", "/v2/health/ready")
-                    if conn.getresponse().status == 200:
-                        return time.monotonic() - start
-                finally:
-                    conn.close()
-            time.sleep(0.05)
-        raise AssertionError(f"predictor not ready after {timeout} s:\n{self.stderr()[-2000:]}")
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=2)
+            try:
+                conn.request("GET", "/v2/health/ready")
+                if conn.getresponse().status != 200:
+                    raise NotReady
+            finally:
+                conn.close()
+
+        try:
+            Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(0.05), reraise=True,
+                     retry=retry_if_exception_type((NotReady, OSError, http.client.HTTPException)))(ready)
+        except (NotReady, OSError, http.client.HTTPException):
+            raise AssertionError(f"predictor not ready after {timeout} s:\n{self.stderr()[-2000:]}") from None
+        return time.monotonic() - start
 
     def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM, then SIGKILL if it does not exit in time; returns the exit code."""
@@ -206,10 +213,10 @@ class Predictor:
 def spawn(
     log_dir: Path, *args: str, port: int | None = None, env: dict[str, str] | None = None
 ) -> Predictor:
-    """Starts `kserve/predictor.py` with ``args`` (plus port and name unless given); logs go to ``log_dir``."""
+    """Starts the predictor with ``args`` (plus port and name unless given); logs go to ``log_dir``."""
     log_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    argv = [sys.executable, str(PREDICTOR), "--http_port", str(port), *args]
+    argv = [*PREDICTOR_ARGV, "--http_port", str(port), *args]
     if "--model_name" not in args:
         argv += ["--model_name", MODEL_NAME]
     full_env = {**os.environ, **(env or {})}
@@ -259,13 +266,8 @@ def model_copy(model_dir: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def predictor_module() -> Any:
-    """`kserve/predictor.py` imported in-process (it is a script, not a package module)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("boston_predictor", PREDICTOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["boston_predictor"] = module
-    spec.loader.exec_module(module)
-    return module
+def predictor_command() -> list[str]:
+    """The installed ``boston-predictor`` console script (the image's ENTRYPOINT), next to this interpreter."""
+    script = Path(sys.executable).with_name("boston-predictor")
+    assert script.is_file(), f"{script} is missing: is the project installed (make install)?"
+    return [str(script)]

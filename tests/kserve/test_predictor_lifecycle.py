@@ -7,7 +7,6 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,7 +19,6 @@ from components.common.versions import MANIFEST, build_manifest
 V1 = "/v1/models/boston-housing:predict"
 V2 = "/v2/models/boston-housing/infer"
 ROW = [0.00632, 18.0, 2.31, 0.0, 0.538, 6.575, 65.2, 4.09, 1.0, 296.0, 15.3, 396.9, 4.98]
-PREDICTOR = Path(__file__).resolve().parents[2] / "kserve" / "predictor.py"
 MAX_RSS_MB = 250
 
 
@@ -154,10 +152,12 @@ def _damage(folder: Path, how: str) -> list[str]:
         ("gRPC requested", "gRPC is not served"),
     ],
 )
-def test_start_up_failure_is_one_clear_line(model_copy: Path, how: str, words: str) -> None:
+def test_start_up_failure_is_one_clear_line(
+    predictor_command: list[str], model_copy: Path, how: str, words: str
+) -> None:
     args = _damage(model_copy, how)
     done = subprocess.run(
-        [sys.executable, str(PREDICTOR), "--model_name", "boston-housing", "--http_port", "1", *args],
+        [*predictor_command, "--model_name", "boston-housing", "--http_port", "1", *args],
         capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 1

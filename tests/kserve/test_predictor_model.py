@@ -10,18 +10,24 @@ from typing import Any
 import numpy as np
 import pytest
 
+from boston_predictor.errors import RequestError, StartupError
+from boston_predictor.loading import ModelSource, name_from_uri
+from boston_predictor.model import BostonHousingModel
+from boston_predictor.protocol import rows_from_v1
+from boston_predictor.rows import predict_rows
+
 ROW = [0.00632, 18.0, 2.31, 0.0, 0.538, 6.575, 65.2, 4.09, 1.0, 296.0, 15.3, 396.9, 4.98]
 
 
 @pytest.fixture()
-def loaded(predictor_module: Any, model_dir: Path) -> Any:
-    model = predictor_module.BostonHousingModel("boston-housing", predictor_module.ModelSource(model_dir=model_dir))
+def loaded(model_dir: Path) -> Any:
+    model = BostonHousingModel("boston-housing", ModelSource(model_dir=model_dir))
     model.load()
     return model
 
 
-def test_not_ready_until_loaded(predictor_module: Any, model_dir: Path) -> None:
-    model = predictor_module.BostonHousingModel("boston-housing", predictor_module.ModelSource(model_dir=model_dir))
+def test_not_ready_until_loaded(model_dir: Path) -> None:
+    model = BostonHousingModel("boston-housing", ModelSource(model_dir=model_dir))
     assert model.ready is False
     assert asyncio.run(model.healthy()) is False
     assert model.load() is True
@@ -29,12 +35,12 @@ def test_not_ready_until_loaded(predictor_module: Any, model_dir: Path) -> None:
 
 
 def test_a_failed_self_check_leaves_the_model_not_ready(
-    predictor_module: Any, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model = predictor_module.BostonHousingModel("boston-housing", predictor_module.ModelSource(model_dir=model_dir))
+    model = BostonHousingModel("boston-housing", ModelSource(model_dir=model_dir))
     # A request path that drifts from the SavedModel (say a bad encoder) must be caught before "ready".
     monkeypatch.setattr(model, "handle_v1", lambda body: b'{"predictions": [[0.0]]}')
-    with pytest.raises(predictor_module.StartupError, match="self-check failed: V1"):
+    with pytest.raises(StartupError, match="self-check failed: V1"):
         model.load()
     assert model.ready is False
 
@@ -74,21 +80,21 @@ def test_metadata_comes_from_the_card(loaded: Any, model_dir: Path) -> None:
     ("uri", "name"),
     [("s3://models/boston-housing/20261125T101500Z-ab12cd34/", "boston-housing"), ("s3://models/x", None)],
 )
-def test_model_name_from_storage_uri(predictor_module: Any, uri: str, name: str | None) -> None:
-    assert predictor_module._name_from_uri(uri) == name
+def test_model_name_from_storage_uri(uri: str, name: str | None) -> None:
+    assert name_from_uri(uri) == name
 
 
 @pytest.mark.parametrize("n", [1, 5000])  # both sides of the small-batch shortcut in the finiteness checks
-def test_non_finite_values_are_found_in_small_and_large_batches(predictor_module: Any, loaded: Any, n: int) -> None:
+def test_non_finite_values_are_found_in_small_and_large_batches(loaded: Any, n: int) -> None:
     rows: list[list[Any]] = [list(ROW) for _ in range(n)]
     rows[-1][4] = float("nan")
-    with pytest.raises(predictor_module.RequestError, match=rf"instances\[{n - 1}\] feature NOX is not finite"):
-        predictor_module.rows_from_v1({"instances": rows}, loaded.spec)
+    with pytest.raises(RequestError, match=rf"instances\[{n - 1}\] feature NOX is not finite"):
+        rows_from_v1({"instances": rows}, loaded.spec)
     weights = loaded.spec.model.weights
     rows[-1] = [1.7e308 if w > 0 else -1.7e308 for w in weights]
-    array, _ = predictor_module.rows_from_v1({"instances": rows}, loaded.spec)  # finite inputs whose sum overflows
+    array, _ = rows_from_v1({"instances": rows}, loaded.spec)  # finite inputs whose sum overflows
     # The server process turns numpy's overflow warnings off (main); in here they are silenced by hand.
     with np.errstate(over="ignore"), pytest.raises(
-        predictor_module.RequestError, match=rf"row {n - 1}: the prediction is not finite"
+        RequestError, match=rf"row {n - 1}: the prediction is not finite"
     ):
-        predictor_module.predict_rows(loaded.spec, array)
+        predict_rows(loaded.spec, array)

@@ -1,0 +1,134 @@
+"""The one place that touches KServe's private names; `tests/kserve/test_kserve_adapter.py` fails if they move.
+
+kserve 0.21 offers no public seam for three things this server needs, so they are done here and nowhere else:
+
+* binding REST to an address other than the 0.0.0.0 `RESTServer.__init__` hard-codes, and serving an ASGI app of
+  our own in front of KServe's (`ModelServer.start` builds its `RESTServer` inline): `PredictorServer.start`
+  repeats that method's single-process branch, calling `_register_and_check_atleast_one_model_is_ready`, keeping
+  the server in `_rest_server` (where `ModelServer.stop` looks) and running `_serve`;
+* leaving out KServe's per-request timing middleware (`RESTServer._add_middlewares`), a third of throughput;
+* reaching the FastAPI app, which KServe keeps as the module global `kserve.model_server.app`.
+
+Everything else (flags, the dataplane, the model repository, signal handling) is KServe's public API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import kserve.model_server as kserve_model_server
+from fastapi import FastAPI
+from kserve.model import Model
+from kserve.protocol.rest.server import RESTServer
+
+from boston_predictor.front import ASGIApp
+
+KSERVE_VERSION = "0.21.0"  # the release these names were read from (setup.cfg pins it)
+
+# What `tests/kserve/test_kserve_adapter.py` checks, and what no other module of the package may name.
+PRIVATE_NAMES = (
+    "_register_and_check_atleast_one_model_is_ready",
+    "_rest_server",
+    "_serve",
+    "_add_middlewares",
+    "kserve_model_server.app",
+)
+
+
+def kserve_app() -> FastAPI:
+    """KServe's FastAPI application (a module global in kserve 0.21)."""
+    return kserve_model_server.app
+
+
+class BoundRESTServer(RESTServer):
+    """KServe's REST server, bound to ``bind`` and serving ``front(kserve_app)`` instead of KServe's app alone.
+
+    Args:
+        bind: Address to listen on.
+        front: Wraps KServe's app in the ASGI app uvicorn serves.
+        configure_app: Called with KServe's app once its routes and handlers are in (error handlers go here).
+        access_log: Keep KServe's per-request logging (uvicorn's access log and its timing middleware).
+    """
+
+    def __init__(self, *args: Any, bind: str, front: Callable[[ASGIApp], ASGIApp],
+                 configure_app: Callable[[FastAPI], None], access_log: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # kserve 0.21 hard-codes host="0.0.0.0" in RESTServer.__init__ (kserve/protocol/rest/server.py). uvicorn
+        # reads Config.host only when it binds, so replacing it here is the whole override.
+        self.config.host = bind
+        if not access_log:
+            # uvicorn 0.54 logs a line per request whenever "uvicorn.access" has handlers (Config.access_log is
+            # applied only in Config.__init__, before KServe configured logging), so drop them as uvicorn would.
+            access_logger = logging.getLogger("uvicorn.access")
+            access_logger.handlers = []
+            access_logger.propagate = False
+        self._front = front
+        self._configure_app = configure_app
+        self._log_requests = access_log
+
+    def _add_middlewares(self, app: FastAPI) -> None:
+        # KServe's middlewares only log: a timing line per request (kserve.trace) and the optional asgi-logger.
+        if self._log_requests:
+            super()._add_middlewares(app)
+
+    def create_application(self) -> None:
+        super().create_application()
+        app = kserve_app()
+        self._configure_app(app)
+        # uvicorn loads Config.app when serving starts; an ASGI callable is used as is.
+        self.config.app = self._front(app)
+
+
+class PredictorServer(kserve_model_server.ModelServer):
+    """`kserve.ModelServer` with a bind address and an ASGI front; REST only, one process.
+
+    Args:
+        bind: Address the REST server listens on.
+        front: Wraps KServe's app (see `BoundRESTServer`).
+        configure_app: Called with KServe's app before serving.
+        log_requests: Keep KServe's per-request logs.
+        **kwargs: `kserve.ModelServer` arguments.
+    """
+
+    def __init__(self, *, bind: str, front: Callable[[ASGIApp], ASGIApp], configure_app: Callable[[FastAPI], None],
+                 log_requests: bool, **kwargs: Any) -> None:
+        super().__init__(enable_grpc=False, workers=1, enable_latency_logging=log_requests, **kwargs)
+        self.bind = bind
+        self.front = front
+        self.configure_app = configure_app
+        self.log_requests = log_requests
+
+    def start(self, models: list[Model]) -> None:
+        """Serves until SIGTERM/SIGINT; in-flight requests finish (uvicorn's graceful shutdown) before it returns."""
+        self._register_and_check_atleast_one_model_is_ready(models)
+        self._rest_server = BoundRESTServer(
+            kserve_model_server.FASTAPI_APP_IMPORT_STRING,
+            self.dataplane,
+            self.model_repository_extension,
+            self.http_port,
+            access_log_format=self.access_log_format,
+            workers=1,
+            grace_period=self.grace_period,
+            event_loop=self.event_loop,
+            timeout_keep_alive=self.timeout_keep_alive,
+            ssl_certfile=self.ssl_certfile,
+            ssl_keyfile=self.ssl_keyfile,
+            bind=self.bind,
+            front=self.front,
+            configure_app=self.configure_app,
+            access_log=self.log_requests,
+        )
+        self.servers.append(self._rest_server.start())
+        self.register_signal_handler()
+        # Everything imported and loaded so far lives as long as the process; freezing it keeps the collector from
+        # walking those ~150 000 objects (kserve pulls in kubernetes, pandas, ...) each time requests allocate enough
+        # to trigger a full collection: it halves the mean time of a 10 000-row request and trims the tail.
+        gc.collect()
+        gc.freeze()
+        # ModelServer.start uses asyncio.run, i.e. the default loop, whatever --event-loop says; honour it (uvloop).
+        with asyncio.Runner(loop_factory=self._rest_server.config.get_loop_factory()) as runner:
+            runner.run(self._serve())

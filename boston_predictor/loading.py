@@ -1,0 +1,80 @@
+"""Where a model comes from and how its folder is checked: a local folder (KServe's storage initializer's
+/mnt/models) or an S3 version fetched and verified by its manifest. No TensorFlow: the card holds the folded map."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from boston_predictor.errors import StartupError
+from components.common.model import LinearModel, ModelLoadError, linear_model_from_card, read_card
+from components.common.versions import MANIFEST, ManifestError, verify_manifest
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the model comes from: a local folder (KServe's storage initializer: /mnt/models) or an S3 version."""
+
+    model_dir: Path | None = None
+    storage_uri: str | None = None
+
+
+
+def load_folder(folder: Path) -> tuple[dict[str, Any], LinearModel]:
+    """Checks a model folder (manifest, no empty or missing files) and loads the folded model from its card."""
+    if not folder.is_dir():
+        raise StartupError("the model folder does not exist or is not a folder")
+    manifest_path = folder / MANIFEST
+    try:
+        if manifest_path.is_file():
+            # KServe's storage initializer copies the whole version prefix, manifest included: verify it here too.
+            verify_manifest(folder, json.loads(manifest_path.read_text()))
+        empty = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()
+                       and p.stat().st_size == 0)
+        if empty:
+            raise StartupError(f"the model folder has empty file(s): {', '.join(empty[:5])}")
+        saved_model = folder / "1" / "saved_model.pb"
+        if not saved_model.is_file():
+            raise StartupError("the model folder has no 1/saved_model.pb (an incomplete copy?)")
+        card = read_card(folder)
+        return card, linear_model_from_card(card)
+    except (ModelLoadError, ManifestError) as exc:
+        raise StartupError(str(exc)) from None
+    except json.JSONDecodeError:
+        raise StartupError(f"{MANIFEST} is not valid JSON") from None
+    except OSError as exc:
+        raise StartupError(f"cannot read the model folder ({exc.strerror or type(exc).__name__})") from None
+
+
+def manifest_version(folder: Path) -> str | None:
+    try:
+        version = json.loads((folder / MANIFEST).read_text()).get("version")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(version) if version else None
+
+
+def name_from_uri(uri: str | None) -> str | None:
+    """``s3://bucket/<name>/<version>/`` -> ``<name>``."""
+    if not uri:
+        return None
+    parts = [p for p in uri.partition("://")[2].split("/") if p]
+    return parts[1] if len(parts) >= 3 else None
+
+
+def fetch_from_s3(uri: str, dest: Path) -> str | None:
+    """Downloads and verifies a version by its manifest; returns the version id."""
+    from components.common.store import ObjectStore, S3Settings, StoreError
+    from components.common.versions import fetch_version
+
+    try:
+        settings = S3Settings.from_env()
+        if settings is None:
+            raise StartupError("--storage_uri needs MINIO_ENDPOINT, MINIO_ACCESS_KEY and MINIO_SECRET_KEY to be set")
+        manifest = fetch_version(ObjectStore(settings), uri, dest)
+    except (StoreError, ManifestError, ValueError) as exc:
+        raise StartupError(str(exc)) from None
+    version = manifest.get("version")
+    return str(version) if version else None
