@@ -24,8 +24,9 @@ install: $(STAMP) ## create .venv and install the project (pinned by constraints
 run: $(STAMP) ## run the whole pipeline locally, deploy the model, print a live prediction
 	$(BIN)/boston-pipeline run
 
-test: $(STAMP) ## lint, then run the whole test suite
+test: $(STAMP) ## lint, check the import layers (setup.cfg [importlinter]), then run the whole test suite
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 lint: $(STAMP) ## ruff

@@ -185,7 +185,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from components.common import embedded_s3
-    from components.deploy.local import DeployError, predict_v1, read_served
+    from components.deploy.errors import DeployError
+    from components.deploy.local import predict_v1, read_served
 
     url = args.url
     if url is None:
@@ -257,8 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _one_line(exc: BaseException) -> str:
     import re
 
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    from components.common.errors import first_line
+
+    # kfp.local colours its messages; the terminal line should not carry the escape codes.
+    return first_line(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)), type(exc).__name__)
 
 
 if __name__ == "__main__":

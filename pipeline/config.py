@@ -1,44 +1,46 @@
-"""Project-wide defaults: the one place every default lives.
+"""Project-wide defaults: the steps' own (re-exported from `components.config`) and the pipeline's.
 
-Constants only, no I/O at import. The CLI, the pipeline, the components and the notebook read them from here.
+Constants only, no I/O at import. The CLI, the pipeline and the notebook read them from here; the step library reads
+`components.config`, never this module.
 """
 
 from __future__ import annotations
 
-FEATURES: tuple[str, ...] = (
-    "CRIM", "ZN", "INDUS", "CHAS", "NOX", "RM", "AGE", "DIS", "RAD", "TAX", "PTRATIO", "B", "LSTAT",
+from components.config import (  # noqa: F401 - re-exported: one name space for the CLI, pipeline and notebook
+    BATCH_SIZE,
+    BUCKET,
+    BUNDLED_SOURCE,
+    CANARY_TRAFFIC_PERCENT,
+    CHAMPION_TOLERANCE,
+    CPU_LIMIT,
+    CPU_REQUEST,
+    EPOCHS,
+    FEATURES,
+    IMAGE,
+    ISTIO_SIDECAR,
+    KSERVE_NAMESPACE,
+    LEARNING_RATE,
+    LOCAL_HOST,
+    LOCAL_PORT,
+    MAX_REPLICAS,
+    MAX_RMSE,
+    MEMORY_LIMIT,
+    MEMORY_REQUEST,
+    MIN_REPLICAS,
+    MODEL_NAME,
+    PATIENCE,
+    PREDICTOR_IMAGE,
+    READY_TIMEOUT_S,
+    SEED,
+    SERVICE_ACCOUNT,
+    SERVING_RUNTIME,
+    TARGET,
+    TEST_SIZE,
+    TF_SERVING_VERSION,
+    VALIDATION_SPLIT,
 )
-TARGET = "MEDV"
-BUNDLED_SOURCE = "bundled"
 
 PIPELINE_NAME = "boston-housing"
-MODEL_NAME = "boston-housing"
-BUCKET = "models"
-
-# The one component image; every step runs in it (built from kserve/Dockerfile.component).
-IMAGE = "ghcr.io/boston-housing-kfp/boston-housing:0.1.0"
-PREDICTOR_IMAGE = "ghcr.io/boston-housing-kfp/boston-housing-predictor:0.1.0"
-
-# split
-TEST_SIZE = 0.2
-SEED = 42
-
-# train: Normalization -> Dense(1), full-batch Adam with a large step. The problem is convex (14 weights), so
-# early stopping on the training loss is a convergence test; it reaches the closed-form optimum (test MSE 24.29)
-# in ~200 epochs / ~6 s. A validation split costs its rows (test MSE ~25 with 10 %); set it > 0 to watch held-out loss.
-EPOCHS = 1000
-BATCH_SIZE = 512
-LEARNING_RATE = 0.3
-VALIDATION_SPLIT = 0.0
-PATIENCE = 20
-
-# gate
-MAX_RMSE = 6.0
-CHAMPION_TOLERANCE = 0.05  # the new RMSE may exceed the champion's by at most 5 %
-
-# local serving
-LOCAL_HOST = "127.0.0.1"
-LOCAL_PORT = 8080
 
 # object store on a cluster: Kubeflow Pipelines >= 2.16 ships SeaweedFS as its S3 store (MinIO before that).
 # The compiled pipeline defaults to it; `boston-pipeline run` passes "" so steps read MINIO_ENDPOINT instead.
@@ -52,24 +54,7 @@ S3_SECRET_KEY_TO_ENV = {"AWS_ACCESS_KEY_ID": "MINIO_ACCESS_KEY", "AWS_SECRET_ACC
 NETWORK_RETRIES = 2
 RETRY_BACKOFF = "10s"
 
-# KServe target (deploy_target="kserve")
 DEPLOY_TARGET = "kserve"  # what the compiled pipeline does on Kubeflow; `boston-pipeline run` passes "local"
-KSERVE_NAMESPACE = ""  # empty = the namespace the deploy step runs in (its service account's)
-SERVING_RUNTIME = "tensorflow"  # "tensorflow" (KServe's TF Serving runtime) or "custom" (kserve/predictor.py)
-# TF Serving image tag for the "tensorflow" runtime. The rule: the tag is a published tensorflow/serving release and
-# is >= the TensorFlow that trains the model (tensorflow-cpu, pinned in setup.cfg to the same minor release), so TF
-# Serving can load every op the SavedModel uses. 2.20.0 is TF Serving's newest release (there is no 2.21 tag).
-TF_SERVING_VERSION = "2.20.0"
-SERVICE_ACCOUNT = "boston-housing-kserve"  # carries the S3 Secret for KServe's storage initializer
-CPU_REQUEST = "100m"
-CPU_LIMIT = "1"
-MEMORY_REQUEST = "256Mi"
-MEMORY_LIMIT = "1Gi"
-MIN_REPLICAS = 1
-MAX_REPLICAS = 3
-CANARY_TRAFFIC_PERCENT = 100  # 100 = roll out fully; less keeps the rest of the traffic on the previous revision
-ISTIO_SIDECAR = False  # KFP pods run without a sidecar; with one on the predictor, the in-cluster smoke test needs mTLS
-READY_TIMEOUT_S = 600
 
 # Kubeflow UI run: a whole run may take at most this long; train's pod resources.
 PIPELINE_TIMEOUT_S = 3600

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from components.common.errors import OneLineError
+
 CARD_FILE = "boston_model.json"
 SAVEDMODEL_DIR = "1"  # KServe's TensorFlow runtime (TF Serving) wants <model>/<version>/saved_model.pb
 FORMAT_VERSION = 1
@@ -24,7 +26,7 @@ FORMAT_VERSION = 1
 EQUALITY_ATOL = 1e-4
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(OneLineError):
     """A model folder that cannot be served: missing, corrupt, or not equal to its SavedModel."""
 
 

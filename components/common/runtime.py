@@ -7,19 +7,13 @@ import os
 import sys
 from collections.abc import Iterator
 
+from components.common.errors import OneLineError, first_line
 from components.common.store import ObjectStore, S3Settings, StoreError
 
-
-def expected_errors() -> tuple[type[BaseException], ...]:
-    """Errors whose message is already one readable line for people; anything else is a bug and keeps its traceback.
-
-    ValueError covers bad data and bad parameters (DataValidationError, TrainParams.check, …).
-    """
-    from components.common.model import ModelLoadError
-    from components.common.versions import ManifestError
-    from components.deploy.local import DeployError  # KServeDeployError is a DeployError
-
-    return (ValueError, FileNotFoundError, StoreError, ModelLoadError, ManifestError, DeployError)
+# Errors whose message is already one readable line for people; anything else is a bug and keeps its traceback.
+# ValueError covers bad data and bad parameters (DataValidationError, TrainParams.check, …); OneLineError every
+# project error (store, model, manifest, deploy).
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, OneLineError)
 
 
 @contextlib.contextmanager
@@ -27,9 +21,8 @@ def fail_with_one_line(step: str) -> Iterator[None]:
     """Turns an expected error into one ``ERROR <step>: <message>`` line on stderr and exit code 1."""
     try:
         yield
-    except expected_errors() as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"ERROR {step}: {message}", file=sys.stderr, flush=True)
+    except EXPECTED_ERRORS as exc:
+        print(f"ERROR {step}: {first_line(exc, type(exc).__name__)}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
 
 

@@ -21,6 +21,8 @@ import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
 
+from components.common.errors import OneLineError, first_line
+
 ENV_ENDPOINT = "MINIO_ENDPOINT"
 ENV_ACCESS_KEY = "MINIO_ACCESS_KEY"
 ENV_SECRET_KEY = "MINIO_SECRET_KEY"
@@ -35,12 +37,8 @@ _ABSENT_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NotFound"})
 _CHUNK = 1024 * 1024
 
 
-class StoreError(RuntimeError):
+class StoreError(OneLineError):
     """An object-store failure, described in one line for people."""
-
-    def __init__(self, message: str) -> None:
-        # Collapse whitespace so the message always prints as one line.
-        super().__init__(" ".join(str(message).split()))
 
 
 class KeyNotFound(StoreError):
@@ -327,7 +325,7 @@ class ObjectStore:
         except MinioException as exc:
             raise StoreError(
                 f"S3 endpoint {self.settings.endpoint} sent an unexpected response "
-                f"({type(exc).__name__}: {_first_line(str(exc))}): check that it is an S3 server"
+                f"({type(exc).__name__}: {first_line(str(exc))}): check that it is an S3 server"
             ) from exc
 
 
@@ -350,7 +348,7 @@ def _from_s3_error(exc: S3Error, endpoint: str, bucket: str | None, key: str | N
             f"S3 endpoint {endpoint} denied access to {_target(bucket, key)}: check the permissions of {ENV_ACCESS_KEY}"
         )
     return StoreError(
-        f"S3 endpoint {endpoint} failed on {_target(bucket, key)} with {code}: {_first_line(exc.message or '')}"
+        f"S3 endpoint {endpoint} failed on {_target(bucket, key)} with {code}: {first_line(exc.message or '')}"
     )
 
 
@@ -384,7 +382,3 @@ def _reason(exc: BaseException) -> str:
     if "refused" in text:
         return "connection refused"
     return "timed out" if "timed out" in text else type(exc).__name__
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else ""

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.common.errors import OneLineError
 from components.common.store import KeyNotFound, ObjectStore, StoreError, parse_s3_uri
 
 MANIFEST = "manifest.json"
 CHAMPION = "champion.json"
 
 
-class ManifestError(RuntimeError):
+class ManifestError(OneLineError):
     """A downloaded version does not match its manifest (missing file, wrong size or checksum)."""
 
 

@@ -5,7 +5,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
-from pipeline import config
+from components import config
 
 
 @dsl.component(base_image=config.IMAGE, install_kfp_package=False)
@@ -66,9 +66,9 @@ def deploy_model(
 
     import pandas as pd
 
+    from components import config
     from components.common.model import read_card
     from components.common.runtime import fail_with_one_line, object_store
-    from pipeline import config
 
     outputs = namedtuple("DeployOutputs", ["endpoint", "model_uri", "version"])
     with fail_with_one_line("deploy"):

@@ -13,6 +13,7 @@ import pandas as pd
 from components.common.store import ObjectStore
 from components.common.versions import ModelLocation, new_version, push_version, read_champion, write_champion
 from components.deploy import local
+from components.deploy.errors import DeployError
 
 SMOKE_ROWS = 5
 
@@ -70,12 +71,12 @@ def deploy_local(
     try:
         served = local.start_predictor(state, model_name, location.uri, host, port)
         diff = local.smoke_test(served.url, model_name, rows, expected)
-    except local.DeployError as exc:
+    except DeployError as exc:
         local.stop_served(state, port)
         if previous:
             log(f"rolling back: serving the champion {previous['version']} again")
             local.start_predictor(state, model_name, previous["uri"], host, port)
-        raise local.DeployError(f"{exc}; the champion is unchanged") from None
+        raise DeployError(f"{exc}; the champion is unchanged") from None
     log(f"smoke test passed on {served.url} (max |diff| {diff:.2g} over {len(rows)} rows)")
     return promote(store, location, manifest, metrics, feature_names, previous, served.url)
 

@@ -37,11 +37,13 @@ from kserve.models import (
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 
+from components.common.errors import first_line
 from components.common.model import EQUALITY_ATOL, read_card
 from components.common.store import ObjectStore, parse_s3_uri
 from components.common.versions import read_champion
 from components.deploy import local
 from components.deploy.core import DeployResult, promote, smoke_rows, store_version
+from components.deploy.errors import DeployError, KServeDeployError
 
 GROUP = kserve_constants.KSERVE_GROUP
 VERSION = kserve_constants.KSERVE_V1BETA1_VERSION
@@ -71,13 +73,6 @@ TERMINAL_REASONS = frozenset({
 WATCH_WINDOW_S = 30  # one watch request; the wait re-reads the object between windows, so no event is missed
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _NAME_MAX = 63
-
-
-class KServeDeployError(local.DeployError):
-    """The model could not be served on KServe; the message is one line for people."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
 
 
 class _Conflict(KServeDeployError):
@@ -339,7 +334,7 @@ def kube_api_client(kubeconfig: str | None = None, context: str | None = None) -
                                          context=context, client_configuration=configuration)
         except (kube_config.ConfigException, OSError) as exc:
             raise KServeDeployError(f"no Kubernetes credentials: run in a cluster (the step's service account) or "
-                                    f"set KUBECONFIG ({_first_line(str(exc))})") from exc
+                                    f"set KUBECONFIG ({first_line(exc)})") from exc
     return k8s.ApiClient(configuration)
 
 
@@ -354,10 +349,6 @@ def current_namespace(path: Path = SERVICE_ACCOUNT_NAMESPACE_FILE) -> str:
     return namespace
 
 
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else ""
-
-
 def _api_message(exc: k8s.ApiException) -> str:
     """The API server's own message from a Status body (falls back to the HTTP reason)."""
     try:
@@ -365,7 +356,7 @@ def _api_message(exc: k8s.ApiException) -> str:
         message = body.get("message") if isinstance(body, dict) else None
     except (TypeError, ValueError):
         message = None
-    return " ".join(str(message or _first_line(str(exc.body or "")) or exc.reason or "").split())
+    return " ".join(str(message or first_line(exc.body or "") or exc.reason or "").split())
 
 
 class InferenceServices:
@@ -693,7 +684,7 @@ def deploy_kserve(
         ready = wait_until_ready(isvcs, model_name, generation, ready_timeout_s, _failure_info(before))
         smoke_url = smoke_url_of(ready, options.canary_traffic_percent)
         diff = local.smoke_test(smoke_url, model_name, rows, expected, atol=atol)
-    except (KServeDeployError, local.DeployError) as exc:
+    except DeployError as exc:
         try:
             done = roll_back(isvcs, model_name, before, ready_timeout_s)
         except KServeDeployError as rollback_exc:

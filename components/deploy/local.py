@@ -21,13 +21,11 @@ from typing import Any
 import numpy as np
 import requests
 
+from components.deploy.errors import DeployError
+
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 SMOKE_ATOL = 1e-5
-
-
-class DeployError(RuntimeError):
-    """The model could not be served; the message is one line."""
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from components import config
 from components.common import report
 from components.common.model import EQUALITY_ATOL, LinearModel, load_linear_model
-from pipeline import config
 
 
 def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:

@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Output
 
-from pipeline import config
+from components import config
 
 
 @dsl.component(base_image=config.IMAGE, install_kfp_package=False)

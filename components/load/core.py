@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import config
+from components import config
+from components.common.errors import first_line
 
 # MEDV is a median home value in $1000s, censored at 50 in the original survey.
 TARGET_RANGE = (0.0, 100.0)
@@ -131,7 +132,7 @@ def parse_csv(data: bytes) -> pd.DataFrame:
     try:
         return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=True, skipinitialspace=True)
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, type(exc).__name__)
         raise DataValidationError(f"input is not a readable CSV file: {first}") from None
 
 

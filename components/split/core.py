@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from pipeline import config
+from components import config
 
 
 def split_frame(

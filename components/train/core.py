@@ -11,16 +11,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from components import config
 from components.common import model as model_format
 from components.common import report
-from pipeline import config
 
 PROBE_ROWS = 8
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    """Training hyper-parameters (defaults from :mod:`pipeline.config`)."""
+    """Training hyper-parameters (defaults from :mod:`components.config`)."""
 
     epochs: int = config.EPOCHS
     batch_size: int = config.BATCH_SIZE

@@ -11,11 +11,11 @@ import pytest
 from kfp import dsl, local
 from kfp.dsl import HTML, Dataset, Markdown, Metrics, Model
 
+from components import config
 from components.evaluate.component import evaluate_model
 from components.load.component import load_data
 from components.split.component import split_data
 from components.train.component import train_model
-from pipeline import config
 
 REPO = Path(__file__).resolve().parents[2]
 COMPONENT_FILES = sorted(REPO.glob("components/*/component.py"))
@@ -80,7 +80,7 @@ def chained(kfp_local):
 
 def test_component_modules_import_only_kfp_and_config_at_top_level():
     # Heavy libraries belong inside the component body: the body is what runs in the step's container.
-    allowed = {"kfp", "kfp.dsl", "typing", "pipeline"}
+    allowed = {"kfp", "kfp.dsl", "typing", "components"}
     for path in COMPONENT_FILES:
         tree = ast.parse(path.read_text())
         for node in tree.body:
@@ -88,7 +88,7 @@ def test_component_modules_import_only_kfp_and_config_at_top_level():
                 assert {a.name for a in node.names} <= allowed, path
             elif isinstance(node, ast.ImportFrom):
                 assert node.module in allowed, f"{path}: top-level import from {node.module}"
-                if node.module == "pipeline":
+                if node.module == "components":
                     assert [a.name for a in node.names] == ["config"], path
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from components.common.runtime import fail_with_one_line
 from components.common.store import StoreError
-from components.deploy.kserve_target import KServeDeployError
+from components.deploy.errors import KServeDeployError
 from components.load.core import DataValidationError
 
 
