@@ -12,7 +12,7 @@ from typing import Any
 
 from pipeline import config
 from pipeline.runner import DEFAULT_YAML
-from pipeline.submit_cli import add_submit_parser, cmd_submit
+from pipeline.submit.cli import add_submit_parser, cmd_submit
 
 
 class CliError(Exception):

@@ -48,8 +48,10 @@ import yaml
 API = "/apis/v2beta1"
 
 # A run's script: one frame per GET of the run, the last one repeats. A frame is the run state and the state of
-# each task by display name (what the KFP UI shows as the step's name).
-RunFrame = tuple[str, dict[str, str]]
+# each task by display name (what the KFP UI shows as the step's name); a frame whose state is an HTTP status
+# answers that GET with the error instead (a proxy restarting: 503), so a test can script a blink mid-run.
+RunFrame = tuple[str | int, dict[str, str]]
+UNAVAILABLE: RunFrame = (503, {})
 SUCCEEDING_RUN: tuple[RunFrame, ...] = (
     ("PENDING", {}),
     ("RUNNING", {"Load and validate data": "RUNNING"}),
@@ -64,7 +66,7 @@ FAILING_RUN: tuple[RunFrame, ...] = (
 FAILURE_MESSAGE = "task 'train-model' failed: ERROR train: loss is NaN"
 
 # grpc status codes the gateway puts in error bodies
-_GRPC_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 409: 6, 413: 8, 500: 13}
+_GRPC_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 409: 6, 413: 8, 500: 13, 503: 14}
 _EPOCH = datetime(2026, 11, 24, 10, 0, 0, tzinfo=UTC)
 
 
@@ -350,6 +352,8 @@ class KfpApiDouble:
         script = self._run_scripts[run_id]
         frame = script[min(self._run_gets[run_id], len(script) - 1)]
         self._run_gets[run_id] += 1
+        if isinstance(frame[0], int):
+            raise ApiError(frame[0], f"scripted error answering GET run {run_id}")
         return 200, self._run_view(run_id, frame)
 
     def _run_view(self, run_id: str, frame: RunFrame) -> dict[str, Any]:

@@ -17,8 +17,9 @@ import pytest
 
 from pipeline import submit as api
 from pipeline.runner import compile_pipeline
-from pipeline.submit_cli import main
-from tests.doubles.kfp_api import FAILING_RUN, FAILURE_MESSAGE, KfpApiDouble
+from pipeline.submit import connection, follow
+from pipeline.submit.cli import main
+from tests.doubles.kfp_api import FAILING_RUN, FAILURE_MESSAGE, UNAVAILABLE, KfpApiDouble
 
 TOKEN = "t0ken-for-tests"
 ERROR_PREFIX = "boston-pipeline submit: error: "
@@ -31,7 +32,7 @@ def isolated_kfp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from kfp.client import client as kfp_client
 
     monkeypatch.setattr(kfp_client.Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp-context.json"))
-    monkeypatch.setattr(api, "IN_CLUSTER_TOKEN_FILE", tmp_path / "no-projected-token")
+    monkeypatch.setattr(connection, "IN_CLUSTER_TOKEN_FILE", tmp_path / "no-projected-token")
     for name in (api.ENV_HOST, api.ENV_NAMESPACE, api.ENV_TOKEN, api.ENV_TOKEN_FILE, api.ENV_COOKIES,
                  api.KFP_ENV_HOST, api.KFP_ENV_UI_HOST, api.KFP_ENV_TOKEN_FILE):
         monkeypatch.delenv(name, raising=False)
@@ -138,6 +139,49 @@ def test_wait_for_run_raises_typed_errors_for_failure_and_timeout(kfp_api, compi
     with pytest.raises(api.RunTimeoutError, match="still RUNNING after 0.3 s"):
         api.wait_for_run(stuck.client, stuck.run_id, timeout=0.3, poll_seconds=0.05)
     assert time.monotonic() - started < 3
+
+
+def test_wait_for_run_tolerates_a_few_failed_polls_in_a_row_and_counts_afresh_after_a_good_one(kfp_api, compiled):
+    blink = (UNAVAILABLE,) * follow.MAX_POLL_FAILURES
+    kfp_api.run_script = (("PENDING", {}), *blink, ("RUNNING", {}), *blink, ("SUCCEEDED", {}))
+    result = api.submit(kfp_api.url, pipeline_yaml=compiled, existing_token=TOKEN)
+    changes: list[api.StateChange] = []
+
+    state = api.wait_for_run(result.client, result.run_id, poll_seconds=0.01, on_change=changes.append)
+
+    assert state == "SUCCEEDED"
+    assert [c.state for c in changes] == ["PENDING", "RUNNING", "SUCCEEDED"]
+    assert len(kfp_api.calls("GET", f"/apis/v2beta1/runs/{result.run_id}")) == len(kfp_api.run_script)
+
+
+def test_wait_for_run_gives_up_after_one_failed_poll_too_many(kfp_api, compiled):
+    kfp_api.run_script = (("PENDING", {}), UNAVAILABLE)
+    result = api.submit(kfp_api.url, pipeline_yaml=compiled, existing_token=TOKEN)
+
+    with pytest.raises(api.KfpApiError, match=f"{kfp_api.url} answered 503") as info:
+        api.wait_for_run(result.client, result.run_id, poll_seconds=0.01)
+
+    assert info.value.status == 503
+    assert len(kfp_api.calls("GET", f"/apis/v2beta1/runs/{result.run_id}")) == 1 + follow.MAX_POLL_FAILURES + 1
+
+
+def test_wait_for_run_stops_at_the_first_client_error(kfp_api, compiled):
+    kfp_api.run_script = (("PENDING", {}), (404, {}), ("SUCCEEDED", {}))
+    result = api.submit(kfp_api.url, pipeline_yaml=compiled, existing_token=TOKEN)
+
+    with pytest.raises(api.KfpApiError, match="404 Not Found"):
+        api.wait_for_run(result.client, result.run_id, poll_seconds=0.01)
+    assert len(kfp_api.calls("GET", f"/apis/v2beta1/runs/{result.run_id}")) == 2
+
+
+def test_wait_for_run_timeout_is_not_overshot_by_the_poll_interval(kfp_api, compiled):
+    kfp_api.run_script = (("RUNNING", {}),)
+    result = api.submit(kfp_api.url, pipeline_yaml=compiled, existing_token=TOKEN)
+    started = time.monotonic()
+    with pytest.raises(api.RunTimeoutError, match="still RUNNING after 0.5 s"):
+        api.wait_for_run(result.client, result.run_id, timeout=0.5, poll_seconds=30)
+    assert 0.5 <= time.monotonic() - started < 5  # a 30 s poll interval is cut to what the timeout leaves
+    assert len(kfp_api.calls("GET", f"/apis/v2beta1/runs/{result.run_id}")) == 2  # at the start and at the end
 
 
 def test_multi_user_kubeflow_without_namespace_is_a_clear_error(compiled):
@@ -352,6 +396,22 @@ def test_validate_cron_accepts_kfp_cron(cron):
 def test_validate_cron_explains_what_is_wrong(cron, message):
     with pytest.raises(api.CronError, match=re.escape(message)):
         api.validate_cron(cron)
+
+
+@pytest.mark.parametrize(("cron", "message"), [
+    ("0 0 3 * * 7", "day-of-week value '7' is outside 0-6"), ("0 0 3 L * *", "day-of-month value 'L'"),
+    ("0 0 3 15W * *", "cannot read day-of-month field '15W'"), ("0 0 3 * * 1#2", "cannot read day-of-week field"),
+    ("H 0 3 * * *", "second value 'H'"), ("0 0 3 * * */0", "day-of-week step must be at least 1"),
+    ("0 0 MON * * *", "hour value 'MON' is not a number"),
+])
+def test_validate_cron_rejects_what_croniter_reads_but_kfp_scheduler_does_not(cron, message):
+    with pytest.raises(api.CronError, match=re.escape(message)):
+        api.validate_cron(cron)
+
+
+@pytest.mark.parametrize("cron", ["0 0 3 * * sun", "0 0 3 ? * *", "0 0 3 * dec/2 *", "5/10 * * * * *"])
+def test_validate_cron_reads_names_question_marks_and_steps_as_kfp_does(cron):
+    assert api.validate_cron(cron) == cron
 
 
 @pytest.mark.parametrize(("host", "message"), [

@@ -1,8 +1,8 @@
 """``boston-pipeline submit``: upload the pipeline to Kubeflow Pipelines and start a run or a recurring run.
 
 ``pipeline.cli`` registers it with ``add_submit_parser(commands)`` and ``COMMANDS["submit"] = cmd_submit``;
-``main(argv)`` runs the subcommand on its own (tests, ``python -m pipeline.submit_cli``). The work is done by
-``pipeline.submit`` (cheap to import: kfp is loaded only when the command runs).
+``main(argv)`` runs the subcommand on its own (tests, ``python -m pipeline.submit.cli``). The work is done by
+the ``pipeline.submit`` package (cheap to import: kfp is loaded only when the command runs).
 """
 
 from __future__ import annotations
