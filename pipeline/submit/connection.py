@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from components.common.errors import first_line
 from pipeline.submit.errors import KfpApiError, KfpAuthError, KfpConnectionError, SubmitError
 
 if TYPE_CHECKING:
@@ -247,12 +248,6 @@ def _server_message(body: Any) -> str:
     if isinstance(payload, dict):
         return first_line(str(payload.get("message") or payload.get("error") or ""))[:300]
     return ""
-
-
-def first_line(value: Any) -> str:
-    """The first line of a message (kfp's and servers' errors can span many)."""
-    text = str(value).strip()
-    return text.splitlines()[0] if text else ""
 
 
 def host_of(client: Any) -> str:

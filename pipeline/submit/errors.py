@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from components.common.errors import OneLineError
 
-class SubmitError(Exception):
-    """A submission problem, worded as one line for people."""
+
+class SubmitError(OneLineError):
+    """A submission problem, worded as one line for people (the project's ``OneLineError``)."""
 
 
 class ParameterError(SubmitError):

@@ -13,7 +13,8 @@ from typing import Any
 
 import tenacity
 
-from pipeline.submit.connection import first_line, host_of, remote_call
+from components.common.errors import first_line
+from pipeline.submit.connection import host_of, remote_call
 from pipeline.submit.errors import KfpApiError, KfpConnectionError, RunFailedError, RunTimeoutError
 
 DEFAULT_WAIT_TIMEOUT_S = 3600.0

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.common.errors import first_line
 from pipeline.submit.errors import ParameterError, SubmitError
 
 
@@ -56,7 +57,7 @@ def load_package(path: str | Path) -> PipelinePackage:
     except OSError as exc:
         raise SubmitError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
-        raise SubmitError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        raise SubmitError(f"{path} is not valid YAML: {first_line(exc)}") from exc
     if not isinstance(spec, dict) or "pipelineInfo" not in spec or "root" not in spec:
         raise SubmitError(f"{path} is not a compiled KFP pipeline (no pipelineInfo/root); "
                           "write one with `boston-pipeline compile`")
