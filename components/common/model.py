@@ -8,6 +8,7 @@ prove it answers like the SavedModel without importing TensorFlow (2 s and 500 M
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -127,3 +128,65 @@ def linear_model_from_card(card: dict[str, Any]) -> LinearModel:
 def load_linear_model(model_dir: Path) -> LinearModel:
     """Loads the folded model from a model folder and checks it against the SavedModel's recorded outputs."""
     return linear_model_from_card(read_card(Path(model_dir)))
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Exact additive attributions of a linear model's predictions.
+
+    Attributes:
+        predictions: One prediction per row.
+        baseline: The model's prediction at the training rows' feature means.
+        contributions: ``(n, n_features)``: ``w_i * (x_i - mean_i)``; each row sums to ``prediction - baseline``.
+    """
+
+    predictions: np.ndarray
+    baseline: float
+    contributions: np.ndarray
+
+
+def explain_rows(model: LinearModel, rows: np.ndarray, feature_means: Sequence[float]) -> Explanation:
+    """Attributes each prediction to the features: ``w_i * (x_i - mean_i)`` in raw feature units.
+
+    For an affine model these are exact (they are also its Shapley values with the training mean as reference),
+    so no sampling explainer is needed. The predictions come from :meth:`LinearModel.predict`, the one path.
+
+    Args:
+        model: The folded model.
+        rows: ``(n, n_features)`` raw feature values.
+        feature_means: The training rows' mean of each feature (the card's ``feature_means``).
+    """
+    means = np.asarray(feature_means, dtype=np.float64).reshape(-1)
+    if means.shape != (model.n_features,):
+        raise ValueError(f"expected {model.n_features} feature means, got {means.shape[0]}")
+    predictions = model.predict(rows)
+    baseline = float(model.predict(means.reshape(1, -1))[0])
+    contributions = (np.asarray(rows, dtype=np.float64) - means) * model.weights
+    return Explanation(predictions, baseline, contributions)
+
+
+def feature_means_from_card(card: dict[str, Any], model: LinearModel) -> np.ndarray:
+    """The training rows' feature means recorded at training time (cards older than explanations have none)."""
+    means = card.get("feature_means")
+    if not isinstance(means, list) or len(means) != model.n_features:
+        raise ModelLoadError(f"{CARD_FILE} has no feature_means for {model.n_features} features: retrain the model "
+                             "to explain its predictions")
+    values = np.asarray(means, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ModelLoadError(f"{CARD_FILE}: feature_means are not finite")
+    return values
+
+
+FINGERPRINT_CHARS = 16  # 64 bits per row: collisions among a few thousand rows are out of reach
+
+
+def row_fingerprints(rows: np.ndarray) -> list[str]:
+    """A short hash per row of float64 values (features then target), identical wherever the row is read.
+
+    CSV round trips through pandas keep float64 values exactly, so the split's train rows, evaluate's test rows and
+    the card's record agree bit for bit; ``+ 0.0`` folds -0.0 into 0.0.
+    """
+    array = np.ascontiguousarray(np.asarray(rows, dtype=np.float64) + 0.0)
+    if array.ndim != 2:
+        raise ValueError(f"expected a 2-D array of rows, got shape {array.shape}")
+    return [hashlib.sha256(row.tobytes()).hexdigest()[:FINGERPRINT_CHARS] for row in array]

@@ -4,6 +4,7 @@ Layout under ``s3://<bucket>/<model-name>/``::
 
     <version>/1/saved_model.pb …      the SavedModel (KServe TensorFlow runtime layout)
     <version>/boston_model.json       the folded model card
+    <version>/metrics.json            the evaluation metrics the version passed the gate with
     <version>/manifest.json           sha256 and size of every file above; written last, so its presence means
                                       the upload is complete
     champion.json                     the version being served, its metrics and time; moved only after the new
@@ -25,6 +26,7 @@ from components.common.store import KeyNotFound, ObjectStore, StoreError, parse_
 
 MANIFEST = "manifest.json"
 CHAMPION = "champion.json"
+METRICS_FILE = "metrics.json"  # the evaluation a version passed, stored with it (the registry lists it)
 
 
 class ManifestError(OneLineError):
@@ -81,8 +83,17 @@ def new_version(model_dir: Path, now: float | None = None) -> str:
     return f"{stamp}-{_sha256_path(card)[:8]}"
 
 
-def push_version(store: ObjectStore, location: ModelLocation, model_dir: Path) -> dict[str, Any]:
+def push_version(
+    store: ObjectStore, location: ModelLocation, model_dir: Path, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Uploads ``model_dir`` under the version prefix, then the manifest; refuses to overwrite a version.
+
+    Args:
+        store: The object store.
+        location: Where the version goes.
+        model_dir: The model folder.
+        extra: JSON documents stored beside the model files and listed in the manifest like them (e.g.
+            ``metrics.json``: the evaluation the version passed), keyed by file name.
 
     Returns:
         The manifest written.
@@ -93,6 +104,10 @@ def push_version(store: ObjectStore, location: ModelLocation, model_dir: Path) -
     manifest = build_manifest(Path(model_dir), location.version)
     for rel in manifest["files"]:
         store.upload_file(location.bucket, location.prefix + rel, Path(model_dir) / rel)
+    for rel, document in (extra or {}).items():
+        data = json_bytes(document)
+        store.put_bytes(location.bucket, location.prefix + rel, data, content_type="application/json")
+        manifest["files"][rel] = {"sha256": sha256_bytes(data), "size": len(data)}
     store.put_json(location.bucket, location.prefix + MANIFEST, manifest)
     return manifest
 
@@ -159,6 +174,11 @@ def write_champion(store: ObjectStore, location: ModelLocation, record: dict[str
     }
     store.put_json(location.bucket, f"{location.name}/{CHAMPION}", full)
     return full
+
+
+def json_bytes(data: Any) -> bytes:
+    """The bytes `ObjectStore.put_json` writes (indented, key-sorted)."""
+    return json.dumps(data, indent=2, sort_keys=True).encode()
 
 
 def dumps(data: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +11,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from components.common.registry import champion_lock, move_champion
 from components.common.store import ObjectStore
-from components.common.versions import ModelLocation, new_version, push_version, read_champion, write_champion
+from components.common.versions import (
+    METRICS_FILE,
+    ModelLocation,
+    new_version,
+    push_version,
+    read_champion,
+)
 from components.deploy import local
 from components.deploy.errors import DeployError
 
@@ -36,10 +44,13 @@ def smoke_rows(
     return head[feature_names].to_numpy(dtype=np.float64), head["prediction"].to_numpy(dtype=np.float64)
 
 
-def store_version(store: ObjectStore, bucket: str, model_name: str, model_dir: Path) -> tuple[ModelLocation, dict]:
-    """Uploads the model under a new immutable version prefix; the manifest is written last."""
+def store_version(
+    store: ObjectStore, bucket: str, model_name: str, model_dir: Path, metrics: Mapping[str, Any] | None = None
+) -> tuple[ModelLocation, dict]:
+    """Uploads the model under a new immutable version prefix (with its metrics); the manifest is written last."""
     location = ModelLocation(bucket, model_name, new_version(Path(model_dir)))
-    return location, push_version(store, location, Path(model_dir))
+    extra = {METRICS_FILE: dict(metrics)} if metrics is not None else None
+    return location, push_version(store, location, Path(model_dir), extra)
 
 
 def deploy_local(
@@ -61,7 +72,7 @@ def deploy_local(
     fails to start or answers differently from evaluate, the previous champion is served again and the champion
     record is left untouched.
     """
-    location, manifest = store_version(store, bucket, model_name, model_dir)
+    location, manifest = store_version(store, bucket, model_name, model_dir, metrics)
     log(f"stored {len(manifest['files'])} files under {location.uri}")
     previous = read_champion(store, bucket, model_name)
     replaced = local.stop_served(state, port)
@@ -78,7 +89,7 @@ def deploy_local(
             local.start_predictor(state, model_name, previous["uri"], host, port)
         raise DeployError(f"{exc}; the champion is unchanged") from None
     log(f"smoke test passed on {served.url} (max |diff| {diff:.2g} over {len(rows)} rows)")
-    return promote(store, location, manifest, metrics, feature_names, previous, served.url)
+    return promote(store, location, manifest, metrics, feature_names, previous, served.url, lock_state=state)
 
 
 def promote(
@@ -89,15 +100,22 @@ def promote(
     feature_names: list[str],
     previous: Mapping[str, Any] | None,
     endpoint: str,
+    lock_state: Path | None = None,
     **extra: Any,
 ) -> DeployResult:
-    """Moves the champion record to a version that is stored, served and smoke-tested (every target's last act)."""
-    champion = write_champion(store, location, {
+    """Moves the champion record to a version that is stored, served and smoke-tested (every target's last act).
+
+    The record keeps the earlier champions (``history``) for rollback, and is not written if another promotion
+    moved it since ``previous`` was read; with ``lock_state`` the move holds the champion lock of that state folder.
+    """
+    fields = {
         "metrics": dict(metrics),
         "feature_names": list(feature_names),
         "manifest_files": len(manifest["files"]),
-        "previous": previous["version"] if previous else None,
         "endpoint": endpoint,
         **extra,
-    })
+    }
+    lock = champion_lock(lock_state, location.bucket, location.name) if lock_state else contextlib.nullcontext()
+    with lock:
+        champion = move_champion(store, location, fields, previous)
     return DeployResult(endpoint, location.uri, location.version, champion)

@@ -664,7 +664,7 @@ def deploy_kserve(
     )
     # Likewise an unreachable API or a missing permission shows before the upload.
     isvcs.get(model_name)
-    location, manifest_files = store_version(store, bucket, model_name, Path(model_dir))
+    location, manifest_files = store_version(store, bucket, model_name, Path(model_dir), metrics)
     log(f"stored {len(manifest_files['files'])} files under {location.uri}")
     isvc = build_inference_service(
         model_name, storage_uri=location.uri, trained_tf_version=card.get("tensorflow_version"),

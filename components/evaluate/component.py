@@ -41,27 +41,30 @@ def evaluate_model(
 
     import pandas as pd
 
+    from components.common.model import load_linear_model
     from components.common.runtime import fail_with_one_line, object_store, store_settings
-    from components.common.versions import read_champion
     from components.evaluate import core
+    from components.evaluate.champion import champion_state
+    from pipeline import config
 
     with fail_with_one_line("evaluate"):
-        evaluation = core.evaluate_model_dir(Path(model.path), pd.read_csv(train.path), pd.read_csv(test.path))
+        test_rows = pd.read_csv(test.path)
+        evaluation = core.evaluate_model_dir(Path(model.path), pd.read_csv(train.path), test_rows)
         champion = None
         if store_settings(s3_endpoint) is not None:
-            champion = read_champion(object_store(s3_endpoint), bucket, model_name)
+            # The champion's stored model is re-scored on these test rows: the gate compares like with like.
+            champion = champion_state(object_store(s3_endpoint), bucket, model_name,
+                                      load_linear_model(Path(model.path)), test_rows, config.TARGET)
         else:
             print("no object store configured: the champion check is skipped")
-        champion_rmse = float(champion["metrics"]["rmse"]) if champion else None
-        decision = core.decide_gate(
-            evaluation.metrics, evaluation.baselines["mean"]["rmse"], max_rmse, champion_rmse, champion_tolerance
-        )
-        for key, value in core.flat_metrics(evaluation).items():
+        decision = core.decide_gate(evaluation.metrics, evaluation.baselines["mean"]["rmse"], max_rmse,
+                                    champion_tolerance=champion_tolerance, champion=champion)
+        for key, value in {**core.flat_metrics(evaluation), **core.champion_metrics(champion)}.items():
             metrics.log_metric(key, value)
         metrics.log_metric("savedmodel_max_abs_diff", evaluation.savedmodel_max_abs_diff)
         metrics.log_metric("gate_passed", 1.0 if decision.passed else 0.0)
-        Path(report.path).write_text(core.evaluation_report(evaluation, decision))
-        Path(gate_summary.path).write_text(core.gate_markdown(evaluation, decision))
+        Path(report.path).write_text(core.evaluation_report(evaluation, decision, champion=champion))
+        Path(gate_summary.path).write_text(core.gate_markdown(evaluation, decision, champion))
         evaluation.predictions.to_csv(predictions.path, index=False)
         m = evaluation.metrics
         print(f"test MSE {m['mse']:.3f} RMSE {m['rmse']:.3f} MAE {m['mae']:.3f} R2 {m['r2']:.3f} | "

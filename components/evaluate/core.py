@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,15 @@ import pandas as pd
 
 from components import config
 from components.common import report
-from components.common.model import EQUALITY_ATOL, LinearModel, load_linear_model
+from components.common.model import (
+    EQUALITY_ATOL,
+    LinearModel,
+    explain_rows,
+    feature_means_from_card,
+    linear_model_from_card,
+    read_card,
+)
+from components.evaluate.champion import ChampionComparison, ChampionState, ChampionUnavailable
 
 
 def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -42,6 +51,7 @@ class GateDecision:
     """The deployment gate: passes only when every check passes."""
 
     checks: list[tuple[str, bool, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the gate could not check, and why
 
     @property
     def passed(self) -> bool:
@@ -52,9 +62,10 @@ class GateDecision:
         return [detail for _, ok, detail in self.checks if not ok]
 
     def summary(self) -> str:
+        notes = "".join(f" ({note})" for note in self.notes)
         if self.passed:
-            return "gate passed: " + "; ".join(detail for _, _, detail in self.checks)
-        return "gate failed: " + "; ".join(self.failures)
+            return "gate passed: " + "; ".join(detail for _, _, detail in self.checks) + notes
+        return "gate failed: " + "; ".join(self.failures) + notes
 
 
 def decide_gate(
@@ -63,6 +74,7 @@ def decide_gate(
     max_rmse: float = config.MAX_RMSE,
     champion_rmse: float | None = None,
     champion_tolerance: float = config.CHAMPION_TOLERANCE,
+    champion: ChampionState = None,
 ) -> GateDecision:
     """Checks the candidate against an absolute bound, the mean baseline and the current champion.
 
@@ -72,8 +84,10 @@ def decide_gate(
         metrics: The candidate's test metrics (needs ``rmse``).
         mean_rmse: RMSE of the mean predictor on the same rows.
         max_rmse: Largest acceptable RMSE.
-        champion_rmse: RMSE recorded for the model being served, if any.
+        champion_rmse: RMSE recorded for the model being served, if any (used only without ``champion``).
         champion_tolerance: How much worse than the champion is acceptable, relative (0.05 = 5 %).
+        champion: The champion re-scored on the candidate's test rows (decides the champion check), or why it
+            could not be (the gate then keeps the absolute checks and says so).
     """
     rmse = metrics["rmse"]
     decision = GateDecision()
@@ -82,6 +96,19 @@ def decide_gate(
     beats = rmse < mean_rmse
     decision.checks.append(("beats_mean", beats, f"RMSE {rmse:.3f} {'<' if beats else '>='} mean-baseline RMSE "
                                                  f"{mean_rmse:.3f}"))
+    if isinstance(champion, ChampionUnavailable):
+        decision.notes.append(f"{champion.reason}: no champion check, the absolute checks decide")
+        return decision
+    if isinstance(champion, ChampionComparison):
+        rmse, champ, limit = champion.candidate["rmse"], champion.champion["rmse"], \
+            champion.champion["rmse"] * (1.0 + champion_tolerance)
+        ok = rmse <= limit
+        decision.checks.append((
+            "vs_champion", ok,
+            f"on the {champion.rows} test rows champion {champion.version} never trained on: RMSE {rmse:.3f} "
+            f"{'<=' if ok else '>'} champion RMSE {champ:.3f} + {champion_tolerance:.0%} ({limit:.3f})",
+        ))
+        return decision
     if champion_rmse is not None:
         limit = champion_rmse * (1.0 + champion_tolerance)
         ok = rmse <= limit
@@ -101,6 +128,8 @@ class Evaluation:
     baselines: dict[str, dict[str, float]]
     predictions: pd.DataFrame
     savedmodel_max_abs_diff: float | None
+    # Global view: mean |w_i * (x_i - mean_i)| per feature over the test rows (None for cards without means).
+    importance: dict[str, float] | None = None
 
 
 def evaluate_model(
@@ -143,8 +172,14 @@ def evaluate_model_dir(
     Raises:
         ValueError: the SavedModel and the served prediction path disagree on the test rows.
     """
-    model = load_linear_model(Path(model_dir))
+    card = read_card(Path(model_dir))
+    model = linear_model_from_card(card)
     evaluation = evaluate_model(model, train, test)
+    if "feature_means" in card:
+        explained = explain_rows(model, test[list(model.feature_names)].to_numpy(dtype=np.float64),
+                                 feature_means_from_card(card, model))
+        magnitude = np.mean(np.abs(explained.contributions), axis=0)
+        evaluation.importance = dict(zip(model.feature_names, (float(v) for v in magnitude), strict=True))
     if check_savedmodel:
         rows = test[list(model.feature_names)].to_numpy(dtype=np.float64)
         diff = savedmodel_max_abs_diff(Path(model_dir), model, rows)
@@ -154,7 +189,9 @@ def evaluate_model_dir(
     return evaluation
 
 
-def evaluation_report(evaluation: Evaluation, decision: GateDecision, target: str = config.TARGET) -> str:
+def evaluation_report(
+    evaluation: Evaluation, decision: GateDecision, target: str = config.TARGET, champion: ChampionState = None
+) -> str:
     """A self-contained HTML page: metrics beside baselines, the gate, predicted-vs-actual and residual plots."""
     import matplotlib
 
@@ -181,21 +218,71 @@ def evaluation_report(evaluation: Evaluation, decision: GateDecision, target: st
         [(name, "pass" if ok else "FAIL", detail) for name, ok, detail in decision.checks],
     )
     verdict = "passed" if decision.passed else "failed"
+    notes = "".join(f"<p>{html.escape(note)}</p>" for note in decision.notes)
     return report.page(
         "Boston Housing: evaluation",
         f"<p>{len(actual)} test rows. Deployment gate <b class='{'pass' if decision.passed else 'fail'}'>"
         f"{verdict}</b>.</p>",
         report.table(["predictor", "MSE", "RMSE", "MAE", "R²"], metrics_rows(flat_metrics(evaluation))),
-        "<h2>Gate</h2>", checks,
+        "<h2>Gate</h2>", checks, notes, champion_section(champion),
         report.figure_to_img(fig, "predicted vs actual and residuals"),
+        importance_section(evaluation.importance),
     )
 
 
-def gate_markdown(evaluation: Evaluation, decision: GateDecision) -> str:
+def champion_rows(state: ChampionState) -> list[tuple[str, int, float, float, float]]:
+    """``(model, rows, RMSE, MAE, R²)`` for both models on the same rows (empty without a comparison)."""
+    if not isinstance(state, ChampionComparison):
+        return []
+    return [(label, state.rows, m["rmse"], m["mae"], m["r2"])
+            for label, m in (("candidate", state.candidate), (f"champion {state.version}", state.champion))]
+
+
+def champion_section(state: ChampionState) -> str:
+    """The champion beside the candidate on the same rows, or the line saying why it could not be."""
+    if state is None:
+        return "<h2>Champion</h2><p>No champion yet: this is the first model.</p>"
+    if isinstance(state, ChampionUnavailable):
+        return f"<h2>Champion</h2><p class='fail'>{html.escape(state.reason)}.</p>"
+    recorded = f"{state.recorded_rmse:.3f}" if state.recorded_rmse is not None else "not recorded"
+    return (
+        f"<h2>Champion on the same rows</h2><p>{state.rows} of the {state.test_rows} test rows were never seen "
+        f"by champion {html.escape(state.version)} in training; both models are scored on them (the RMSE the "
+        f"champion recorded on its own test rows was {recorded}).</p>"
+        + report.table(["model", "rows", "RMSE", "MAE", "R²"], champion_rows(state))
+    )
+
+
+def importance_section(importance: dict[str, float] | None) -> str:
+    """Global view: mean |contribution| per feature on the test rows, as a bar chart and a table."""
+    if not importance:
+        return ""
+    import matplotlib.pyplot as plt
+
+    ranked = sorted(importance.items(), key=lambda item: item[1])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.barh([name for name, _ in ranked], [value for _, value in ranked], color="#4878a8")
+    ax.set_xlabel("mean |contribution| to the prediction ($1000s)")
+    ax.set_title("What moves the price (test rows)")
+    return (
+        "<h2>Global view</h2><p>Each prediction is the baseline (the prediction at the training rows' mean) plus "
+        "one contribution per feature, w·(x − mean). The bars average their size over the test rows.</p>"
+        + report.figure_to_img(fig, "mean absolute contribution per feature")
+        + report.table(["feature", "mean |contribution|"], list(reversed(ranked)))
+    )
+
+
+def gate_markdown(evaluation: Evaluation, decision: GateDecision, champion: ChampionState = None) -> str:
     """The gate decision as Markdown, for the Kubeflow UI's Markdown visualisation."""
     lines = [f"# Deployment gate: {'PASSED' if decision.passed else 'FAILED'}", "",
              "| check | result | detail |", "|---|---|---|"]
     lines += [f"| {name} | {'pass' if ok else '**FAIL**'} | {detail} |" for name, ok, detail in decision.checks]
+    lines += ["", *(f"> {note}" for note in decision.notes)] if decision.notes else []
+    if isinstance(champion, ChampionComparison):
+        lines += ["", f"Same rows: {champion.rows} of {champion.test_rows} test rows, unseen by both in training.",
+                  "", "| model | rows | RMSE | MAE | R² |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {label} | {rows} | {rmse:.3f} | {mae:.3f} | {r2:.3f} |"
+                  for label, rows, rmse, mae, r2 in champion_rows(champion)]
     lines += ["", "| predictor | MSE | RMSE | MAE | R² |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {label} | {mse:.3f} | {rmse:.3f} | {mae:.3f} | {r2:.3f} |"
               for label, mse, rmse, mae, r2 in metrics_rows(flat_metrics(evaluation))]
@@ -220,3 +307,11 @@ def flat_metrics(evaluation: Evaluation) -> dict[str, Any]:
         flat.update({f"{name}_{key}": value for key, value in values.items()})
     flat["test_rows"] = int(len(evaluation.predictions))
     return flat
+
+
+def champion_metrics(state: ChampionState) -> dict[str, float]:
+    """The same-rows comparison as flat scalars for the Metrics artifact (empty without one)."""
+    if not isinstance(state, ChampionComparison):
+        return {}
+    return {"champion_rows_compared": float(state.rows), "champion_same_rows_rmse": state.champion["rmse"],
+            "candidate_same_rows_rmse": state.candidate["rmse"]}

@@ -32,6 +32,8 @@ def split_data(
         train_rows, test_rows = split_frame(pd.read_csv(dataset.path), test_size=test_size, seed=seed)
         train_rows.to_csv(train.path, index=False)
         test_rows.to_csv(test.path, index=False)
-        train.metadata.update({"rows": len(train_rows), "seed": seed})
+        # The data set's sha256 travels with the training rows into the model card (the registry lists it).
+        train.metadata.update({"rows": len(train_rows), "seed": seed, "test_size": test_size,
+                               "data_sha256": dataset.metadata.get("sha256")})
         test.metadata.update({"rows": len(test_rows), "seed": seed})
         print(f"split: {len(train_rows)} train rows, {len(test_rows)} test rows (seed {seed})")

@@ -41,7 +41,7 @@ def train_model(
 
     with fail_with_one_line("train"):
         params = TrainParams(epochs, batch_size, learning_rate, validation_split, patience, seed)
-        result = fit(pd.read_csv(train.path), Path(model.path), params)
+        result = fit(pd.read_csv(train.path), Path(model.path), params, data_sha256=train.metadata.get("data_sha256"))
         Path(curves.path).write_text(curves_report(result.history, result.best_epoch))
         card = result.card
         model.metadata.update({

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +129,7 @@ def train_model(
     params: TrainParams = TrainParams(),
     target: str = config.TARGET,
     log: Callable[[str], None] = print,
+    data_sha256: str | None = None,
 ) -> TrainResult:
     """Trains on ``train`` and writes the SavedModel plus model card to ``model_dir``.
 
@@ -138,6 +139,7 @@ def train_model(
         params: Hyper-parameters.
         target: Target column.
         log: Receives progress lines (every few epochs).
+        data_sha256: sha256 of the whole data set the rows came from (recorded in the card).
     """
     params.check()
     import keras
@@ -164,8 +166,35 @@ def train_model(
     probe = np.vstack([x[:PROBE_ROWS], x.min(axis=0), x.max(axis=0)]).astype(np.float64)
     card = export_model(model, Path(model_dir), feature_names, probe)
     card.update(train_rows=int(len(train)), epochs_run=len(history["loss"]), best_epoch=best_epoch)
+    card.update(training_card(train, feature_names, target, card, params, data_sha256))
     model_format.write_card(Path(model_dir), card)
     return TrainResult(history=history, epochs_run=len(history["loss"]), best_epoch=best_epoch, card=card)
+
+
+def training_card(
+    train: pd.DataFrame,
+    feature_names: list[str],
+    target: str,
+    card: dict[str, Any],
+    params: TrainParams,
+    data_sha256: str | None,
+) -> dict[str, Any]:
+    """What the card records about the training rows, for explanations, the champion re-score and the registry.
+
+    ``feature_means`` are the float64 means of the training rows: what the Normalization layer adapted to (in
+    float32), and the reference of every explanation; ``baseline`` is the model's prediction there.
+    ``train_fingerprints`` let evaluate score a champion only on rows it never trained on.
+    """
+    linear = model_format.linear_model_from_card(card)
+    means = train[feature_names].to_numpy(dtype=np.float64).mean(axis=0)
+    rows = train[[*feature_names, target]].to_numpy(dtype=np.float64)
+    return {
+        "feature_means": means.tolist(),
+        "baseline": float(linear.predict(means.reshape(1, -1))[0]),
+        "train_fingerprints": sorted(set(model_format.row_fingerprints(rows))),
+        "training": asdict(params),
+        "data_sha256": data_sha256,
+    }
 
 
 def curves_report(history: dict[str, list[float]], best_epoch: int) -> str:

@@ -68,7 +68,8 @@ def test_reports_are_self_contained_and_show_the_decision(trained, seed_split):
     evaluation = core.evaluate_model_dir(trained[0], *seed_split, check_savedmodel=False)
     decision = core.decide_gate(evaluation.metrics, evaluation.baselines["mean"]["rmse"], max_rmse=1.0)
     page = core.evaluation_report(evaluation, decision)
-    assert page.count("data:image/png;base64,") == 1
+    # predicted-vs-actual and residuals, and the global view of contributions
+    assert page.count("data:image/png;base64,") == 2 and "Global view" in page
     assert "http://" not in page and "https://" not in page
     assert "FAIL" in page and "baseline: least squares" in page
     markdown = core.gate_markdown(evaluation, decision)
