@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import config
+from pipeline.models_cli import add_models_parser, cmd_models
 from pipeline.runner import DEFAULT_YAML
 from pipeline.submit.cli import add_submit_parser, cmd_submit
 
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "credentials stay in the state folder.")
     down.add_argument("--port", type=int, default=None, help="stop only the predictor on this port")
     add_submit_parser(commands)
+    add_models_parser(commands)
     return parser
 
 
@@ -231,18 +233,21 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "compile": cmd_compile, "predict": cmd_predict, "down": cmd_down, "submit": cmd_submit}
+COMMANDS = {"run": cmd_run, "compile": cmd_compile, "predict": cmd_predict, "down": cmd_down, "submit": cmd_submit,
+            "models": cmd_models}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; expected errors become one line on stderr and a non-zero exit, never a traceback."""
     from components.common.model import ModelLoadError
     from components.common.store import StoreError
+    from components.common.versions import ManifestError
+    from components.deploy.local import DeployError
 
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (CliError, StoreError, ModelLoadError, ValueError, OSError) as exc:
+    except (CliError, StoreError, ModelLoadError, ManifestError, DeployError, ValueError, OSError) as exc:
         print(f"boston-pipeline {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except RuntimeError as exc:

@@ -1,0 +1,266 @@
+"""Operate the stored models from Python (the notebook) and from ``boston-pipeline models`` (the CLI formats these).
+
+Every function finds the store the way ``boston-pipeline run`` does: ``MINIO_*`` variables if set, else the embedded
+SeaweedFS in the state folder (started if needed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from components.common.registry import (
+    ManifestCheck,
+    StoredVersion,
+    check_manifest,
+    read_version,
+    resolve_version,
+    version_ids,
+)
+from components.common.store import ObjectStore
+from components.common.versions import ModelLocation, read_champion
+from components.deploy.promotion import Promotion, rollback_target
+from pipeline import config
+
+CARD_SUMMARY_KEYS = ("tensorflow_version", "keras_version", "train_rows", "epochs_run", "best_epoch", "data_sha256")
+
+
+def open_store() -> ObjectStore:
+    """The store ``boston-pipeline run`` uses, checked (one-line StoreError when unreachable)."""
+    from components.common import embedded_s3
+
+    settings, _ = embedded_s3.settings_for_run()
+    store = ObjectStore(settings)
+    store.check()
+    return store
+
+
+def _state() -> Path:
+    from components.common import embedded_s3
+
+    return embedded_s3.state_dir()
+
+
+def default_params() -> dict[str, Any]:
+    from components.train.core import TrainParams
+
+    return asdict(TrainParams())
+
+
+def changed_params(card: dict[str, Any]) -> dict[str, Any]:
+    """The training parameters of a card that differ from today's defaults."""
+    training = card.get("training") or {}
+    defaults = default_params()
+    return {k: v for k, v in sorted(training.items()) if defaults.get(k) != v}
+
+
+def serving_now(state: Path | None = None) -> dict[str, str]:
+    """``{storage URI: where}`` for every live local predictor recorded in the state folder."""
+    import psutil
+
+    from components.deploy.local import read_served
+
+    state = state or _state()
+    found = {}
+    for record in sorted((state / "serving").glob("*.json")):
+        if not record.stem.isdigit():
+            continue
+        served = read_served(state, int(record.stem))
+        if served and psutil.pid_exists(served.pid):
+            found[served.uri] = served.url
+    return found
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    """One line of ``models list``."""
+
+    version: str
+    created: str
+    rmse: float | None
+    r2: float | None
+    data_sha256: str | None
+    changed_params: dict[str, Any]
+    champion: bool
+    serving: str | None
+    uri: str
+
+
+def list_models(model_name: str = config.MODEL_NAME, bucket: str = config.BUCKET,
+                store: ObjectStore | None = None) -> list[VersionRow]:
+    """Every stored version, newest first, with its metrics, data set, changed parameters and markers."""
+    store = store or open_store()
+    champion = read_champion(store, bucket, model_name)
+    serving = serving_now()
+    if champion and champion.get("target") == "kserve":
+        serving.setdefault(str(champion["uri"]), f"kserve {champion.get('inference_service', '')}".strip())
+    rows = []
+    for version in version_ids(store, bucket, model_name):
+        stored = read_version(store, bucket, model_name, version)
+        metrics = stored.metrics
+        rows.append(VersionRow(
+            version=version, created=stored.created,
+            rmse=_number(metrics.get("rmse")), r2=_number(metrics.get("r2")),
+            data_sha256=stored.card.get("data_sha256"), changed_params=changed_params(stored.card),
+            champion=bool(champion and champion.get("version") == version),
+            serving=serving.get(stored.location.uri), uri=stored.location.uri,
+        ))
+    return rows
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _resolve(store: ObjectStore, bucket: str, model_name: str, version: str) -> str:
+    return resolve_version(version_ids(store, bucket, model_name), version, read_champion(store, bucket, model_name))
+
+
+@dataclass(frozen=True)
+class ModelDetails:
+    """What ``models show`` prints: the stored version and the check of every file against its manifest."""
+
+    stored: StoredVersion
+    check: ManifestCheck
+    champion: bool
+
+
+def show_model(version: str, model_name: str = config.MODEL_NAME, bucket: str = config.BUCKET,
+               store: ObjectStore | None = None) -> ModelDetails:
+    """The model card, metrics and a manifest check of every stored file of ``version`` (prefix or ``champion``)."""
+    store = store or open_store()
+    resolved = _resolve(store, bucket, model_name, version)
+    champion = read_champion(store, bucket, model_name)
+    return ModelDetails(read_version(store, bucket, model_name, resolved),
+                        check_manifest(store, ModelLocation(bucket, model_name, resolved)),
+                        bool(champion and champion.get("version") == resolved))
+
+
+@dataclass(frozen=True)
+class DiffRow:
+    """One compared quantity; ``differs`` marks it."""
+
+    section: str
+    name: str
+    a: Any
+    b: Any
+
+    @property
+    def differs(self) -> bool:
+        if isinstance(self.a, float) and isinstance(self.b, float):
+            return abs(self.a - self.b) > 1e-12 * max(1.0, abs(self.a), abs(self.b))
+        return self.a != self.b
+
+
+@dataclass(frozen=True)
+class ModelDiff:
+    a: str
+    b: str
+    rows: list[DiffRow] = field(default_factory=list)
+
+
+def diff_models(a: str, b: str, model_name: str = config.MODEL_NAME, bucket: str = config.BUCKET,
+                store: ObjectStore | None = None) -> ModelDiff:
+    """Metrics, training parameters and per-feature weights of two versions side by side."""
+    store = store or open_store()
+    left = read_version(store, bucket, model_name, _resolve(store, bucket, model_name, a))
+    right = read_version(store, bucket, model_name, _resolve(store, bucket, model_name, b))
+    rows = []
+    for key in ("rmse", "r2", "mae", "mse"):
+        if key in left.metrics or key in right.metrics:
+            rows.append(DiffRow("metrics", key, _number(left.metrics.get(key)), _number(right.metrics.get(key))))
+    counts = [int(m["test_rows"]) if isinstance(m.get("test_rows"), int | float) else None
+              for m in (left.metrics, right.metrics)]
+    rows.append(DiffRow("metrics", "test_rows", *counts))
+    lt, rt = left.card.get("training") or {}, right.card.get("training") or {}
+    rows += [DiffRow("parameters", k, lt.get(k), rt.get(k)) for k in sorted(set(lt) | set(rt))]
+    rows.append(DiffRow("data", "data_sha256", left.card.get("data_sha256"), right.card.get("data_sha256")))
+    rows.append(DiffRow("data", "train_rows", left.card.get("train_rows"), right.card.get("train_rows")))
+    lw = dict(zip(left.card["feature_names"], map(float, left.card["weights"]), strict=True))
+    rw = dict(zip(right.card["feature_names"], map(float, right.card["weights"]), strict=True))
+    names = list(lw) + [n for n in rw if n not in lw]
+    rows += [DiffRow("weights", n, lw.get(n), rw.get(n)) for n in names]
+    rows.append(DiffRow("weights", "bias", float(left.card["bias"]), float(right.card["bias"])))
+    return ModelDiff(left.version, right.version, rows)
+
+
+def _local_port(champion: dict[str, Any] | None) -> int:
+    """The port the local champion serves on (its record's endpoint), else the default."""
+    endpoint = str((champion or {}).get("endpoint") or "")
+    host_port = endpoint.removeprefix("http://").split("/", 1)[0]
+    if (champion or {}).get("target", "local") == "local" and host_port.startswith(f"{config.LOCAL_HOST}:"):
+        port = host_port.rsplit(":", 1)[1]
+        if port.isdigit():
+            return int(port)
+    return config.LOCAL_PORT
+
+
+@dataclass(frozen=True)
+class KServeTarget:
+    """Where ``--target kserve`` promotes: the cluster and the serving options of the deploy step."""
+
+    namespace: str = config.KSERVE_NAMESPACE
+    runtime: str = config.SERVING_RUNTIME
+    kubeconfig: str | None = None
+    context: str | None = None
+    ready_timeout_s: float = config.READY_TIMEOUT_S
+    api_client: Any = None  # a kubernetes.client.ApiClient (tests point it at the API double)
+
+
+def _kserve_promote(store: ObjectStore, bucket: str, model_name: str, version: str, target: KServeTarget,
+                    history: list[str] | None, log: Callable[[str], None]) -> Promotion:
+    from components.deploy import kserve_target as kt
+    from components.deploy.promotion import promote_kserve
+
+    namespace = target.namespace or kt.current_namespace()
+    options = kt.ServingOptions(
+        namespace=namespace, runtime=target.runtime, service_account=config.SERVICE_ACCOUNT,
+        resources=kt.Resources(config.CPU_REQUEST, config.CPU_LIMIT, config.MEMORY_REQUEST, config.MEMORY_LIMIT),
+        min_replicas=config.MIN_REPLICAS, max_replicas=config.MAX_REPLICAS,
+        canary_traffic_percent=config.CANARY_TRAFFIC_PERCENT, istio_sidecar=config.ISTIO_SIDECAR,
+        runtime_version=config.TF_SERVING_VERSION, predictor_image=config.PREDICTOR_IMAGE,
+    )
+    api = target.api_client or kt.kube_api_client(target.kubeconfig, target.context)
+    isvcs = kt.InferenceServices(api, namespace, log=log)
+    return promote_kserve(store, bucket, model_name, version, options, isvcs, target.ready_timeout_s, _state(),
+                          history, log)
+
+
+def promote_model(version: str, target: str | KServeTarget = "local", model_name: str = config.MODEL_NAME,
+                  bucket: str = config.BUCKET, port: int | None = None, store: ObjectStore | None = None,
+                  log: Callable[[str], None] = print, _history: list[str] | None = None) -> Promotion:
+    """Verifies ``version``, serves it (local predictor or the InferenceService), smoke-tests it, makes it champion.
+
+    Args:
+        version: Full id, unique prefix, its 8-character hash or ``champion``.
+        target: ``"local"``, ``"kserve"`` or a `KServeTarget` with the cluster settings.
+        model_name: The model.
+        bucket: The store's bucket.
+        port: Local predictor port (default: where the local champion serves, else 8080).
+        store: An open store (default: `open_store`).
+        log: Progress lines.
+    """
+    from components.deploy.promotion import promote_local
+
+    store = store or open_store()
+    resolved = _resolve(store, bucket, model_name, version)
+    if target == "kserve":
+        target = KServeTarget()
+    if isinstance(target, KServeTarget):
+        return _kserve_promote(store, bucket, model_name, resolved, target, _history, log)
+    if target != "local":
+        raise ValueError(f"unknown target {target!r}: use 'local' or 'kserve'")
+    if port is None:
+        port = _local_port(read_champion(store, bucket, model_name))
+    return promote_local(store, bucket, model_name, resolved, _state(), config.LOCAL_HOST, port, _history, log)
+
+
+def rollback_model(target: str | KServeTarget = "local", model_name: str = config.MODEL_NAME,
+                   bucket: str = config.BUCKET, port: int | None = None, store: ObjectStore | None = None,
+                   log: Callable[[str], None] = print) -> Promotion:
+    """Promotes the previous champion (the newest entry of the champion history), with the same guarantees."""
+    store = store or open_store()
+    version, history = rollback_target(read_champion(store, bucket, model_name))
+    return promote_model(version, target, model_name, bucket, port, store, log, _history=history)

@@ -1,0 +1,160 @@
+"""``boston-pipeline models list|show|diff|promote|rollback``: the registry on the command line.
+
+The work is in :mod:`pipeline.models` (the notebook calls the same functions); this module parses and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from typing import Any
+
+from pipeline import config
+
+
+def add_models_parser(commands: Any) -> None:
+    models = commands.add_parser(
+        "models", help="list, show, compare, promote and roll back stored model versions",
+        description="Operate the stored model versions in the embedded store (or the MinIO/S3 that MINIO_ENDPOINT, "
+                    "MINIO_ACCESS_KEY and MINIO_SECRET_KEY name).")
+    sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+
+    def common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser.add_argument("--model", default=config.MODEL_NAME, help="model name (default: %(default)s)")
+        parser.add_argument("--bucket", default=config.BUCKET, help="bucket of the model store (default: %(default)s)")
+        return parser
+
+    listing = common(sub.add_parser("list", help="one row per stored version, newest first"))
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    show = common(sub.add_parser("show", help="model card, metrics and a manifest check of every file"))
+    show.add_argument("version", help="version id, a unique prefix, its 8-character hash, or 'champion'")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    diff = common(sub.add_parser("diff", help="metrics, parameters and weights of two versions side by side"))
+    diff.add_argument("a", help="first version")
+    diff.add_argument("b", help="second version")
+    promote = common(sub.add_parser("promote", help="verify, serve and smoke-test a version, then make it champion"))
+    promote.add_argument("version", help="version id, a unique prefix or its 8-character hash")
+    rollback = common(sub.add_parser("rollback", help="promote the previous champion again"))
+    for parser in (promote, rollback):
+        parser.add_argument("--target", choices=("local", "kserve"), default="local",
+                            help="local predictor (default) or the KServe InferenceService")
+        parser.add_argument("--port", type=int, default=None,
+                            help="local predictor port (default: where the champion serves, else "
+                                 f"{config.LOCAL_PORT})")
+        parser.add_argument("--namespace", default=config.KSERVE_NAMESPACE,
+                            help="InferenceService namespace (kserve; default: the current one)")
+        parser.add_argument("--runtime", choices=("tensorflow", "custom"), default=config.SERVING_RUNTIME,
+                            help="KServe runtime (kserve)")
+        parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (kserve)")
+        parser.add_argument("--context", default=None, help="kubeconfig context (kserve)")
+        parser.add_argument("--ready-timeout", type=float, default=config.READY_TIMEOUT_S,
+                            help="seconds the InferenceService may take to become Ready (kserve)")
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def format_list(rows: list[Any]) -> str:
+    """The ``models list`` table."""
+    if not rows:
+        return "no stored versions yet: `boston-pipeline run` trains and stores one"
+    header = (f"   {'version':<27} {'created':<20} {'RMSE':>6} {'R²':>6}  {'data':<12} "
+              f"{'parameters ≠ default':<22} serving")
+    lines = [header]
+    for row in rows:
+        marker = "*" if row.champion else " "
+        params = ", ".join(f"{k}={v}" for k, v in row.changed_params.items()) or "-"
+        lines.append(f" {marker} {row.version:<27} {row.created:<20} {_fmt(row.rmse):>6} {_fmt(row.r2):>6}  "
+                     f"{(row.data_sha256 or '-')[:12]:<12} {params:<22} {row.serving or ''}".rstrip())
+    lines.append("(* champion)")
+    return "\n".join(lines)
+
+
+def format_show(details: Any) -> str:
+    """The ``models show`` page: card, metrics, every file's check and the verdict."""
+    stored, card = details.stored, details.stored.card
+    fields = [("version", f"{stored.version}{'  (champion)' if details.champion else ''}"),
+              ("uri", stored.location.uri), ("created", stored.created)]
+    fields += [(key, card[key]) for key in ("tensorflow_version", "keras_version", "train_rows", "data_sha256")
+               if card.get(key) is not None]
+    if card.get("training"):
+        fields.append(("training", ", ".join(f"{k}={v}" for k, v in sorted(card["training"].items()))))
+    if stored.metrics:
+        fields.append(("test metrics", ", ".join(f"{k}={_fmt(stored.metrics[k])}" for k in ("rmse", "r2", "mae", "mse")
+                                                 if k in stored.metrics)))
+    lines = [f"{label:<20}{value}" for label, value in fields]
+    means = card.get("feature_means") or [None] * len(card["feature_names"])
+    lines += ["", f"  {'feature':<9}{'weight':>12}{'train mean':>12}"]
+    lines += [f"  {name:<9}{weight:>12.5f}{_fmt(mean, 4):>12}"
+              for name, weight, mean in zip(card["feature_names"], card["weights"], means, strict=True)]
+    lines.append(f"  {'bias':<9}{float(card['bias']):>12.5f}")
+    if card.get("baseline") is not None:
+        lines.append(f"  baseline (prediction at the training mean) {float(card['baseline']):.4f}")
+    lines += ["", "  files (checked against manifest.json)"]
+    for check in details.check.files:
+        size = "-" if check.size is None else str(check.size)
+        lines.append(f"  {'ok ' if check.ok else 'BAD'} {check.path:<40} {size:>9}  "
+                     f"{(check.sha256 or '-')[:16]}{'' if check.ok else '  ' + (check.problem or '')}")
+    lines += ["", details.check.verdict()]
+    return "\n".join(lines)
+
+
+def format_diff(diff: Any) -> str:
+    """The ``models diff`` table; ``≠`` marks what differs."""
+    width = max(28, len(diff.a), len(diff.b))
+    lines = [f"  {'':<18}{diff.a:>{width}}  {diff.b:>{width}}"]
+    section = None
+    for row in diff.rows:
+        if row.section != section:
+            section = row.section
+            lines.append(section)
+        digits = 5 if section == "weights" else 3
+        a, b = (_fmt(v, digits)[:16] if row.name == "data_sha256" else _fmt(v, digits) for v in (row.a, row.b))
+        lines.append(f"{'≠' if row.differs else ' '}   {row.name:<16}{a:>{width}}  {b:>{width}}")
+    changed = sum(r.differs for r in diff.rows)
+    lines.append(f"({changed} of {len(diff.rows)} differ, marked ≠)")
+    return "\n".join(lines)
+
+
+def _target(args: argparse.Namespace) -> Any:
+    from pipeline.models import KServeTarget
+
+    if args.target == "local":
+        return "local"
+    return KServeTarget(namespace=args.namespace, runtime=args.runtime, kubeconfig=args.kubeconfig,
+                        context=args.context, ready_timeout_s=args.ready_timeout)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from pipeline import models
+
+    action = args.models_command
+    if action == "list":
+        rows = models.list_models(args.model, args.bucket)
+        print(json.dumps([asdict(r) for r in rows], indent=2) if args.json else format_list(rows))
+        return 0
+    if action == "show":
+        details = models.show_model(args.version, args.model, args.bucket)
+        if args.json:
+            print(json.dumps({"version": details.stored.version, "uri": details.stored.location.uri,
+                              "champion": details.champion, "card": details.stored.card,
+                              "metrics": details.stored.metrics, "verified": details.check.ok,
+                              "files": [asdict(f) for f in details.check.files]}, indent=2))
+        else:
+            print(format_show(details))
+        return 0 if details.check.ok else 1
+    if action == "diff":
+        print(format_diff(models.diff_models(args.a, args.b, args.model, args.bucket)))
+        return 0
+    if action == "promote":
+        done = models.promote_model(args.version, _target(args), args.model, args.bucket, args.port)
+    else:
+        done = models.rollback_model(_target(args), args.model, args.bucket, args.port)
+    print(f"champion: {done.before or '(none)'} → {done.after}, serving at {done.endpoint}")
+    return 0

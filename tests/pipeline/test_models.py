@@ -1,0 +1,262 @@
+"""``boston-pipeline models …`` and :mod:`pipeline.models` against the real embedded S3 and real predictors.
+
+Versions are model folders in the training format with a placeholder SavedModel (the predictor serves the folded
+card and never reads it), stored through the same push_version the deploy step uses. Promotions start the real
+predictor on free loopback ports; every predictor is stopped by its PID afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from components.common import embedded_s3
+from components.common import model as fmt
+from components.common.store import ObjectStore
+from components.common.versions import ModelLocation, push_version, read_champion, write_champion
+from components.deploy.local import predict_v1, read_served, stop_served
+from pipeline import config, models
+from pipeline.cli import main
+
+MODEL = config.MODEL_NAME
+FEATURES = list(config.FEATURES)
+
+
+@dataclass(frozen=True)
+class Stored:
+    version: str
+    weights: np.ndarray
+    bias: float
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        return rows @ self.weights + self.bias
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def store_version(store: ObjectStore, bucket: str, folder: Path, version: str, bias: float, seed: int = 42,
+                  rmse: float = 4.9, empty_file: bool = False) -> Stored:
+    rng = np.random.default_rng(zlib.crc32(version.encode()))
+    weights = rng.normal(0.0, 1.0, len(FEATURES)) / 2
+    probe = np.abs(rng.normal(5.0, 3.0, (6, len(FEATURES))))
+    saved = folder / fmt.SAVEDMODEL_DIR
+    (saved / "variables").mkdir(parents=True)
+    (saved / "saved_model.pb").write_bytes(b"placeholder")
+    (saved / "variables" / "variables.index").write_bytes(b"" if empty_file else b"placeholder")
+    means = np.full(len(FEATURES), 3.0)
+    fmt.write_card(folder, {
+        "format_version": fmt.FORMAT_VERSION, "feature_names": FEATURES, "target": config.TARGET,
+        "weights": weights.tolist(), "bias": bias, "tensorflow_version": "2.20.0", "train_rows": 404,
+        "probe": {"inputs": probe.tolist(), "savedmodel_outputs": (probe @ weights + bias).tolist()},
+        "feature_means": means.tolist(), "baseline": float(means @ weights + bias), "data_sha256": "ab" * 32,
+        "training": {**models.default_params(), "seed": seed},
+    })
+    push_version(store, ModelLocation(bucket, MODEL, version), folder,
+                 {"metrics.json": {"rmse": rmse, "r2": 0.7, "mae": 3.1, "mse": rmse**2, "test_rows": 102}})
+    return Stored(version, weights, bias)
+
+
+@pytest.fixture
+def store(s3_server) -> ObjectStore:
+    return ObjectStore(s3_server)
+
+
+@pytest.fixture
+def bucket() -> str:
+    return f"reg-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def three(store, bucket, tmp_path) -> list[Stored]:
+    """Three stored versions; the middle one is champion."""
+    found = [store_version(store, bucket, tmp_path / str(i), f"2026010{i}T000000Z-{i}{i}{i}{i}aaaa", 20.0 + i,
+                           seed=42 if i != 3 else 11, rmse=4.0 + i / 10) for i in (1, 2, 3)]
+    write_champion(store, ModelLocation(bucket, MODEL, found[1].version), {"metrics": {"rmse": 4.2}})
+    return found
+
+
+@pytest.fixture
+def port(s3_server) -> Iterator[int]:
+    chosen = free_port()
+    yield chosen
+    stop_served(embedded_s3.state_dir(), chosen)
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_shows_every_version_newest_first_with_markers(capsys, three, bucket):
+    code, out, err = cli(capsys, "models", "list", "--bucket", bucket)
+    assert code == 0 and err == ""
+    lines = [line for line in out.splitlines() if "2026010" in line]
+    assert [line.split()[0 if not line.startswith(" *") else 1] for line in lines] == [
+        three[2].version, three[1].version, three[0].version]
+    assert lines[1].startswith(" * ") and not lines[0].startswith(" * ")
+    assert "seed=11" in lines[0] and "4.300" in lines[0] and "abababababab" in lines[0]
+    code, out, _ = cli(capsys, "models", "list", "--bucket", bucket, "--json")
+    rows = json.loads(out)
+    assert [r["version"] for r in rows] == [s.version for s in reversed(three)]
+    assert [r["champion"] for r in rows] == [False, True, False]
+    assert rows[0]["changed_params"] == {"seed": 11} and rows[1]["changed_params"] == {}
+    assert rows[0]["rmse"] == pytest.approx(4.3) and rows[0]["uri"] == f"s3://{bucket}/{MODEL}/{three[2].version}/"
+
+
+def test_show_prints_card_metrics_and_a_verified_manifest(capsys, three, bucket):
+    code, out, _ = cli(capsys, "models", "show", "20260102T", "--bucket", bucket)
+    assert code == 0
+    assert f"{three[1].version}  (champion)" in out
+    assert "verified: all 4 files match the manifest (sha256 and size)" in out
+    assert f"{three[1].weights[5]:.5f}" in out and "tensorflow_version  2.20.0" in out
+    code, out, _ = cli(capsys, "models", "show", "champion", "--bucket", bucket, "--json")
+    shown = json.loads(out)
+    assert shown["version"] == three[1].version and shown["verified"] is True
+    assert {f["path"] for f in shown["files"]} == {"1/saved_model.pb", "1/variables/variables.index",
+                                                    "boston_model.json", "metrics.json"}
+
+
+def test_diff_marks_what_differs(capsys, three, bucket):
+    code, out, _ = cli(capsys, "models", "diff", three[0].version, three[2].version, "--bucket", bucket)
+    assert code == 0
+    marked = {line.split()[1] for line in out.splitlines() if line.startswith("≠")}
+    assert {"rmse", "seed", "bias", *FEATURES} <= marked
+    assert "batch_size" not in marked and "data_sha256" not in marked
+    assert out.strip().endswith("differ, marked ≠)")
+
+
+def test_a_tampered_version_is_named_by_show_and_refused_by_promote(capsys, store, three, bucket, port):
+    key = f"{MODEL}/{three[0].version}/{fmt.CARD_FILE}"
+    store.put_bytes(bucket, key, store.get_bytes(bucket, key).replace(b'"bias"', b'"bias" ', 1))
+    code, out, _ = cli(capsys, "models", "show", three[0].version, "--bucket", bucket)
+    assert code == 1
+    assert "BAD boston_model.json" in out and "NOT verified: 1 of 4 files" in out
+    before = read_champion(store, bucket, MODEL)
+    code, out, err = cli(capsys, "models", "promote", three[0].version, "--bucket", bucket, "--port", str(port))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "boston_model.json" in err and "does not verify" in err
+    assert read_champion(store, bucket, MODEL) == before
+    assert read_served(embedded_s3.state_dir(), port) is None
+
+
+def test_unknown_versions_get_the_nearest_names(capsys, three, bucket):
+    code, _, err = cli(capsys, "models", "show", three[0].version[:-1] + "b", "--bucket", bucket)
+    assert code == 2 and err.count("\n") == 1
+    assert "unknown version" in err and three[0].version in err
+    code, _, err = cli(capsys, "models", "promote", "nope", "--bucket", bucket)
+    assert code == 2 and "unknown version 'nope'; nearest stored:" in err
+    code, _, err = cli(capsys, "models", "diff", "2026", three[0].version, "--bucket", bucket)
+    assert code == 2 and "is ambiguous" in err
+
+
+def test_an_unreachable_store_is_one_line(capsys, monkeypatch):
+    monkeypatch.setenv("MINIO_ENDPOINT", f"127.0.0.1:{free_port()}")
+    monkeypatch.setenv("MINIO_ACCESS_KEY", "k")
+    monkeypatch.setenv("MINIO_SECRET_KEY", "s")
+    for argv in (["models", "list"], ["models", "show", "x"], ["models", "rollback"]):
+        code, out, err = cli(capsys, *argv)
+        assert code == 2 and out == "" and err.count("\n") == 1
+        assert "cannot reach S3 endpoint" in err
+
+
+def test_promote_and_rollback_end_to_end_on_the_local_target(capsys, store, three, bucket, port):
+    rows = np.abs(np.random.default_rng(5).normal(5.0, 3.0, (4, len(FEATURES))))
+    code, out, _ = cli(capsys, "models", "promote", three[0].version, "--bucket", bucket, "--port", str(port))
+    assert code == 0 and f"champion: {three[1].version} → {three[0].version}" in out
+    url = f"http://127.0.0.1:{port}"
+    np.testing.assert_allclose(predict_v1(url, MODEL, rows), three[0].predict(rows), atol=1e-9)
+    code, out, _ = cli(capsys, "models", "promote", three[2].version, "--bucket", bucket)  # port from the record
+    assert code == 0 and f"{three[0].version} → {three[2].version}" in out
+    np.testing.assert_allclose(predict_v1(url, MODEL, rows), three[2].predict(rows), atol=1e-9)
+    champion = read_champion(store, bucket, MODEL)
+    assert champion["history"] == [three[1].version, three[0].version] and champion["target"] == "local"
+
+    code, out, _ = cli(capsys, "models", "rollback", "--bucket", bucket)
+    assert code == 0 and f"{three[2].version} → {three[0].version}" in out
+    np.testing.assert_allclose(predict_v1(url, MODEL, rows), three[0].predict(rows), atol=1e-9)
+    assert read_champion(store, bucket, MODEL)["history"] == [three[1].version]
+    promotion = models.rollback_model(bucket=bucket, log=lambda _: None)  # the Python API, as the notebook calls it
+    assert (promotion.before, promotion.after) == (three[0].version, three[1].version)
+    np.testing.assert_allclose(predict_v1(url, MODEL, rows), three[1].predict(rows), atol=1e-9)
+    code, _, err = cli(capsys, "models", "rollback", "--bucket", bucket)
+    assert code == 2 and "has no earlier champion to roll back to; nothing changed" in err
+    listed = {r.version: r for r in models.list_models(bucket=bucket)}
+    assert listed[three[1].version].champion and listed[three[1].version].serving == url
+    code, _, err = cli(capsys, "models", "promote", "champion", "--bucket", bucket)
+    assert code == 2 and "is already the champion" in err
+
+
+def test_a_version_that_fails_to_serve_leaves_the_champion_serving(capsys, store, three, bucket, port, tmp_path):
+    cli(capsys, "models", "promote", three[0].version, "--bucket", bucket, "--port", str(port))
+    served = read_served(embedded_s3.state_dir(), port)
+    broken = store_version(store, bucket, tmp_path / "broken", "20260109T000000Z-bbbbbbbb", 30.0, empty_file=True)
+    before = read_champion(store, bucket, MODEL)
+    code, out, err = cli(capsys, "models", "promote", broken.version, "--bucket", bucket)
+    assert code == 2 and err.count("\n") == 1
+    assert "empty file(s): 1/variables/variables.index" in err
+    assert f"champion {three[0].version} keeps serving and stays champion" in err
+    assert read_champion(store, bucket, MODEL) == before
+    assert read_served(embedded_s3.state_dir(), port) == served  # the same process, never interrupted
+    rows = np.ones((2, len(FEATURES)))
+    np.testing.assert_allclose(predict_v1(served.url, MODEL, rows), three[0].predict(rows), atol=1e-9)
+
+
+def test_two_promotions_at_once_cannot_tear_the_record(store, three, bucket, port):
+    argv = [sys.executable, "-m", "pipeline.cli", "models", "promote", "--bucket", bucket, "--port", str(port)]
+    env = {**os.environ, embedded_s3.ENV_STATE_DIR: str(embedded_s3.state_dir())}
+    procs = [subprocess.Popen([*argv, s.version], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              cwd=Path(__file__).resolve().parents[2]) for s in (three[0], three[2])]
+    results = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    champion = read_champion(store, bucket, MODEL)
+    winner = next(s for s in three if s.version == champion["version"])
+    loser = three[0] if winner is three[2] else three[2]
+    # They took turns: the second saw the first as its previous champion, and the record names what serves.
+    assert champion["previous"] == loser.version and champion["history"] == [three[1].version, loser.version]
+    rows = np.ones((3, len(FEATURES)))
+    np.testing.assert_allclose(predict_v1(f"http://127.0.0.1:{port}", MODEL, rows), winner.predict(rows), atol=1e-9)
+
+
+def test_kserve_promote_updates_the_inference_service_and_waits(store, three, bucket):
+    from kubernetes import client
+
+    from components.common.store import parse_s3_uri
+    from tests.doubles.k8s_api import running
+
+    def load_model(uri: str):
+        b, key = parse_s3_uri(uri)
+        return fmt.linear_model_from_card(store.get_json(b, key + fmt.CARD_FILE)).predict
+
+    with running(reconcile_after=0.3, load_model=load_model) as (api, endpoint):
+        target = models.KServeTarget(namespace="ml-team", ready_timeout_s=15,
+                                     api_client=client.ApiClient(client.Configuration(host=api.url)))
+        logs: list[str] = []
+        first = models.promote_model(three[0].version, target, bucket=bucket, log=logs.append)
+        assert (first.before, first.after) == (three[1].version, three[0].version)
+        obj = api.get_object("ml-team", MODEL)
+        assert obj["spec"]["predictor"]["model"]["storageUri"] == f"s3://{bucket}/{MODEL}/{three[0].version}/"
+        assert obj["spec"]["predictor"]["model"]["runtimeVersion"] == config.TF_SERVING_VERSION
+        again = models.rollback_model(target, bucket=bucket, log=logs.append)
+        assert again.after == three[1].version and api.get_object("ml-team", MODEL)["metadata"]["generation"] == 2
+        # Every smoke call after the replace was answered by the rolled-back version, not by the one before it.
+        assert endpoint.calls[-1][1] == f"s3://{bucket}/{MODEL}/{three[1].version}/"
+        champion = read_champion(store, bucket, MODEL)
+        assert champion["target"] == "kserve" and champion["inference_service"] == f"ml-team/{MODEL}"
+        assert champion["generation"] == 2 and champion["history"] == []
+        assert any("waiting up to 15 s" in line for line in logs)
