@@ -32,7 +32,7 @@ class _ClientGone(Exception):
 
 
 class PredictFront:
-    """Answers V1 ``:predict`` and V2 ``/infer`` itself and hands every other request to KServe's app.
+    """Answers V1 ``:predict`` and ``:explain`` and V2 ``/infer`` itself; hands every other request to KServe's app.
 
     It also enforces the body limit for every request with a body: 413 as soon as ``Content-Length`` or the bytes
     received so far exceed it, without reading the rest.
@@ -57,6 +57,8 @@ class PredictFront:
         protocol = None
         if path.startswith("/v1/models/") and path.endswith(":predict"):
             protocol, name = "v1", path[11:-8]
+        elif path.startswith("/v1/models/") and path.endswith(":explain"):
+            protocol, name = "explain", path[11:-8]
         elif path.startswith("/v2/models/") and path.endswith("/infer") and "/" not in path[11:-6]:
             protocol, name = "v2", path[11:-6]
         if protocol is not None:
@@ -87,7 +89,8 @@ class PredictFront:
                 raise RequestError(503, f"model {model.name!r} is not ready")
             _check_content_type(scope)
             body = await self._read_body(scope, receive)
-            status, answer = 200, model.handle_v1(body) if protocol == "v1" else model.handle_v2(body)
+            handle = {"v1": model.handle_v1, "v2": model.handle_v2, "explain": model.handle_explain}[protocol]
+            status, answer = 200, handle(body)
         except RequestError as exc:
             # 413 is decided before the body is read: close, so unread bytes are never parsed as a next request.
             close = exc.status == 413

@@ -15,6 +15,7 @@ from kserve.model import Model
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from boston_predictor.errors import RequestError, StartupError
+from boston_predictor.explain import Explainer, explain_body, explain_payload
 from boston_predictor.loading import ModelSource, fetch_from_s3, load_folder, manifest_version, name_from_uri
 from boston_predictor.protocol import rows_from_v1, rows_from_v2
 from boston_predictor.rows import parse_json, predict_rows
@@ -36,6 +37,7 @@ class BostonHousingModel(Model):
         self.source = source
         self.max_batch = max_batch
         self.spec: ModelSpec | None = None
+        self.explainer: Explainer | None = None
         self.ready = False
 
     # --- loading ---------------------------------------------------------------------------------------------
@@ -64,6 +66,7 @@ class BostonHousingModel(Model):
             version=version_hint,
             max_batch=self.max_batch,
         )
+        self.explainer = Explainer.from_card(card, self.spec)
         self._self_check(card)
         self.ready = True
         return self.ready
@@ -113,6 +116,17 @@ class BostonHousingModel(Model):
         out = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
         spec.metrics.observe(start, parsed, predicted, time.perf_counter())
         return out
+
+    def handle_explain(self, body: bytes) -> bytes:
+        """Answers a V1 ``:explain`` body (the bodies ``:predict`` takes) with ``{"explanations": [...]}``."""
+        return explain_body(self._spec(), self.explainer, body)
+
+    async def explain(self, payload: dict, headers: dict[str, str] | None = None) -> Any:
+        """KServe's dataplane explain entry point (when a request does not come through the ASGI front)."""
+        try:
+            return explain_payload(self._spec(), self.explainer, payload)
+        except RequestError as exc:
+            raise (ModelNotReady(self.name) if exc.status == 503 else InvalidInput(exc.message)) from None
 
     async def predict(self, payload: dict | InferRequest, headers: dict[str, str] | None = None) -> Any:
         """KServe's dataplane entry point (used when a request does not come through the ASGI front)."""

@@ -84,6 +84,7 @@ def write_synthetic_model(model_dir: Path) -> Path:
         "bias": bias,
         "probe": {"inputs": probe.tolist(), "savedmodel_outputs": outputs.tolist()},
         "signature": {"name": "serving_default", "input": "features", "input_shape": [None, len(config.FEATURES)]},
+        "feature_means": probe.mean(axis=0).tolist(),  # what :explain measures contributions from
     }
     model_format.write_card(model_dir, card)
     return model_dir
