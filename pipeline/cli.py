@@ -239,15 +239,12 @@ COMMANDS = {"run": cmd_run, "compile": cmd_compile, "predict": cmd_predict, "dow
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; expected errors become one line on stderr and a non-zero exit, never a traceback."""
-    from components.common.model import ModelLoadError
-    from components.common.store import StoreError
-    from components.common.versions import ManifestError
-    from components.deploy.local import DeployError
+    from components.common.errors import OneLineError
 
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (CliError, StoreError, ModelLoadError, ManifestError, DeployError, ValueError, OSError) as exc:
+    except (CliError, OneLineError, ValueError, OSError) as exc:
         print(f"boston-pipeline {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except RuntimeError as exc:

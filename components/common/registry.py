@@ -17,15 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.common.errors import OneLineError
 from components.common.model import CARD_FILE
-from components.common.store import KeyNotFound, ObjectStore, StoreError
+from components.common.store import KeyNotFound, ObjectStore
 from components.common.versions import MANIFEST, METRICS_FILE, ModelLocation, read_champion, write_champion
 
 HISTORY_LIMIT = 50  # earlier champions kept in the record, newest last (rollback walks back through them)
 LOCK_TIMEOUT_S = 120.0  # a promotion (start, smoke test) takes seconds; a KServe rollout may take minutes
 
 
-class RegistryError(StoreError):
+class RegistryError(OneLineError):
     """A registry request that cannot be served (unknown version, bad manifest, moved champion); one line."""
 
 

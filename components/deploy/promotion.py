@@ -28,6 +28,7 @@ from components.common.registry import (
 from components.common.store import ObjectStore
 from components.common.versions import ModelLocation, read_champion
 from components.deploy import local
+from components.deploy.errors import DeployError, KServeDeployError
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,8 @@ def promote_local(
         try:
             trial = local.start_predictor(state, model_name, location.uri, host, trial_port, env)
             local.smoke_test(trial.url, model_name, rows, expected, atol=EQUALITY_ATOL)
-        except local.DeployError as exc:
-            raise local.DeployError(f"{version} failed its trial on port {trial_port}: {exc}; {keeps}") from None
+        except DeployError as exc:
+            raise DeployError(f"{version} failed its trial on port {trial_port}: {exc}; {keeps}") from None
         finally:
             local.stop_served(state, trial_port)
         log(f"trial passed on port {trial_port}; replacing the predictor on {host}:{port}")
@@ -131,11 +132,11 @@ def promote_local(
         try:
             served = local.start_predictor(state, model_name, location.uri, host, port, env)
             diff = local.smoke_test(served.url, model_name, rows, expected, atol=EQUALITY_ATOL)
-        except local.DeployError as exc:
+        except DeployError as exc:
             local.stop_served(state, port)
             if previous:
                 local.start_predictor(state, model_name, str(previous["uri"]), host, port, env)
-            raise local.DeployError(f"{exc}; {keeps}") from None
+            raise DeployError(f"{exc}; {keeps}") from None
         log(f"smoke test passed on {served.url} (max |diff| {diff:.2g} over {len(rows)} probe rows)")
         champion = move_champion(store, location, _record_fields(stored, served.url, "local"), previous, history)
     return Promotion(previous["version"] if previous else None, version, served.url, champion)
@@ -184,13 +185,13 @@ def promote_kserve(
             ready = kt.wait_until_ready(isvcs, model_name, generation, ready_timeout_s, kt._failure_info(before))
             smoke_url = kt.smoke_url_of(ready, options.canary_traffic_percent)
             diff = local.smoke_test(smoke_url, model_name, rows, expected, atol=EQUALITY_ATOL)
-        except (kt.KServeDeployError, local.DeployError) as exc:
+        except (KServeDeployError, DeployError) as exc:
             try:
                 done = kt.roll_back(isvcs, model_name, before, ready_timeout_s)
-            except kt.KServeDeployError as rollback_exc:
+            except KServeDeployError as rollback_exc:
                 done = f"rollback failed too: {rollback_exc}"
             log(done)
-            raise kt.KServeDeployError(f"{exc}; {done}; the champion is unchanged") from None
+            raise KServeDeployError(f"{exc}; {done}; the champion is unchanged") from None
         endpoint = str((ready.get("status") or {}).get("url") or smoke_url)
         log(f"smoke test passed on {smoke_url} (max |diff| {diff:.2g} over {len(rows)} probe rows)")
         fields = _record_fields(stored, endpoint, "kserve", inference_service=f"{isvcs.namespace}/{model_name}",

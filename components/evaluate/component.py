@@ -41,11 +41,11 @@ def evaluate_model(
 
     import pandas as pd
 
+    from components import config
     from components.common.model import load_linear_model
     from components.common.runtime import fail_with_one_line, object_store, store_settings
     from components.evaluate import core
     from components.evaluate.champion import champion_state
-    from pipeline import config
 
     with fail_with_one_line("evaluate"):
         test_rows = pd.read_csv(test.path)
