@@ -40,7 +40,10 @@ CHAMPION_TOLERANCE = 0.05  # the new RMSE may exceed the champion's by at most 5
 LOCAL_HOST = "127.0.0.1"
 LOCAL_PORT = 8080
 
-# KServe target (deploy_target="kserve")
+# where deploy serves: "kserve" on Kubeflow (the compiled default); `boston-pipeline run` passes "local"
+DEPLOY_TARGET = "kserve"
+
+# KServe target (serving target "kserve")
 KSERVE_NAMESPACE = ""  # empty = the namespace the deploy step runs in (its service account's)
 SERVING_RUNTIME = "tensorflow"  # "tensorflow" (KServe's TF Serving runtime) or "custom" (kserve/predictor.py)
 # TF Serving image tag for the "tensorflow" runtime. The rule: the tag is a published tensorflow/serving release and

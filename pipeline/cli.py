@@ -99,8 +99,8 @@ def _run_arguments(args: argparse.Namespace) -> dict[str, Any]:
         "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
         "validation_split": args.validation_split, "patience": args.patience, "max_rmse": args.max_rmse,
         "champion_tolerance": args.champion_tolerance, "model_name": args.model_name, "bucket": args.bucket,
-        "local_port": args.port,
-    }  # run_local adds deploy_target="local" and s3_endpoint="" (the store comes through the environment)
+        "serving": {"local_port": args.port},
+    }  # run_local sets the serving target "local" and s3_endpoint="" (the store comes through the environment)
 
 
 def _preflight_source(source: str, drop_columns: str) -> None:

@@ -14,6 +14,7 @@ from components.config import (  # noqa: F401 - re-exported: one name space for 
     CHAMPION_TOLERANCE,
     CPU_LIMIT,
     CPU_REQUEST,
+    DEPLOY_TARGET,
     EPOCHS,
     FEATURES,
     IMAGE,
@@ -53,8 +54,6 @@ S3_SECRET_KEY_TO_ENV = {"AWS_ACCESS_KEY_ID": "MINIO_ACCESS_KEY", "AWS_SECRET_ACC
 # step retries for the steps that read over the network (load from s3/http, evaluate's champion lookup)
 NETWORK_RETRIES = 2
 RETRY_BACKOFF = "10s"
-
-DEPLOY_TARGET = "kserve"  # what the compiled pipeline does on Kubeflow; `boston-pipeline run` passes "local"
 
 # Kubeflow UI run: a whole run may take at most this long; train's pod resources.
 PIPELINE_TIMEOUT_S = 3600

@@ -6,11 +6,16 @@ from kfp import dsl, kubernetes
 from kfp.dsl import HTML, Dataset, Metrics, PipelineTask
 
 from components.deploy.component import deploy_model
+from components.deploy.serving import serving_defaults
 from components.evaluate.component import evaluate_model
 from components.load.component import load_data
 from components.split.component import split_data
 from components.train.component import train_model
 from pipeline import config
+
+# The serving infrastructure's knobs, grouped into one struct parameter so the run form keeps to what people change
+# per run; the deploy step fills keys a run leaves out with these same defaults.
+SERVING_DEFAULTS = serving_defaults()
 
 
 def _reads_s3(task: PipelineTask) -> None:
@@ -48,22 +53,7 @@ def boston_housing_pipeline(
     model_name: str = config.MODEL_NAME,
     bucket: str = config.BUCKET,
     s3_endpoint: str = config.CLUSTER_S3_ENDPOINT,
-    deploy_target: str = config.DEPLOY_TARGET,
-    local_port: int = config.LOCAL_PORT,
-    kserve_namespace: str = config.KSERVE_NAMESPACE,
-    serving_runtime: str = config.SERVING_RUNTIME,
-    runtime_version: str = config.TF_SERVING_VERSION,
-    predictor_image: str = config.PREDICTOR_IMAGE,
-    service_account: str = config.SERVICE_ACCOUNT,
-    cpu_request: str = config.CPU_REQUEST,
-    cpu_limit: str = config.CPU_LIMIT,
-    memory_request: str = config.MEMORY_REQUEST,
-    memory_limit: str = config.MEMORY_LIMIT,
-    min_replicas: int = config.MIN_REPLICAS,
-    max_replicas: int = config.MAX_REPLICAS,
-    canary_traffic_percent: int = config.CANARY_TRAFFIC_PERCENT,
-    istio_sidecar: bool = config.ISTIO_SIDECAR,
-    ready_timeout_s: int = config.READY_TIMEOUT_S,
+    serving: dict = SERVING_DEFAULTS,
 ) -> NamedTuple(
     "PipelineOutputs", gate_passed=bool, metrics=Metrics, report=HTML, predictions=Dataset
 ):
@@ -84,22 +74,7 @@ def boston_housing_pipeline(
         model_name: Model name: S3 prefix, InferenceService name and served model name.
         bucket: Bucket of the model store (versions go under <bucket>/<model_name>/<version>/).
         s3_endpoint: S3 endpoint host:port of the model store; empty = MINIO_ENDPOINT from the environment.
-        deploy_target: "kserve" (an InferenceService) or "local" (a predictor process; `boston-pipeline run`).
-        local_port: Port of the local predictor (deploy_target "local").
-        kserve_namespace: Namespace of the InferenceService; empty = the namespace the run executes in.
-        serving_runtime: "tensorflow" (KServe's TF Serving runtime) or "custom" (the project's predictor image).
-        runtime_version: tensorflow/serving image tag, at least the TensorFlow that trained the model.
-        predictor_image: Predictor image for serving_runtime "custom".
-        service_account: Service account of the predictor; it carries the S3 Secret for KServe.
-        cpu_request: Predictor CPU request.
-        cpu_limit: Predictor CPU limit.
-        memory_request: Predictor memory request.
-        memory_limit: Predictor memory limit.
-        min_replicas: Minimum predictor replicas (0 = scale to zero on serverless KServe).
-        max_replicas: Maximum predictor replicas.
-        canary_traffic_percent: Traffic share of the new revision; 100 rolls out fully.
-        istio_sidecar: Inject the Istio sidecar into the predictor pods.
-        ready_timeout_s: Seconds the new InferenceService generation may take to become Ready.
+        serving: Serving infrastructure, one JSON object (target, runtime, resources, replicas, …): set what changes.
     """
     load = load_data(source=source, drop_columns=drop_columns, s3_endpoint=s3_endpoint)
     load.set_display_name("Load and validate data")
@@ -125,12 +100,8 @@ def boston_housing_pipeline(
     with dsl.If(evaluate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - a KFP condition, not Python
         deploy = deploy_model(
             model=train.outputs["model"], predictions=evaluate.outputs["predictions"],
-            metrics=evaluate.outputs["metrics"], target=deploy_target, model_name=model_name, bucket=bucket,
-            s3_endpoint=s3_endpoint, local_port=local_port, namespace=kserve_namespace, runtime=serving_runtime,
-            runtime_version=runtime_version, predictor_image=predictor_image, service_account=service_account,
-            cpu_request=cpu_request, cpu_limit=cpu_limit, memory_request=memory_request, memory_limit=memory_limit,
-            min_replicas=min_replicas, max_replicas=max_replicas, canary_traffic_percent=canary_traffic_percent,
-            istio_sidecar=istio_sidecar, ready_timeout_s=ready_timeout_s,
+            metrics=evaluate.outputs["metrics"], model_name=model_name, bucket=bucket, s3_endpoint=s3_endpoint,
+            serving=serving,
         )
         deploy.set_display_name("Deploy to KServe")
         deploy.set_caching_options(False)  # deploying is the point: a cached "success" would serve nothing new

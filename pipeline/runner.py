@@ -32,6 +32,7 @@ def compile_pipeline(output: Path, image: str | None = None) -> Path:
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(pipeline_module.boston_housing_pipeline, str(output))
+    output.write_text(_sorted_struct_defaults_in_header(output.read_text()))
     if image and image != config.IMAGE:
         # The pipeline graph is built when the module is imported, so the image is swapped in the compiled IR:
         # every executor names the one project image, on its own `image:` line.
@@ -41,6 +42,26 @@ def compile_pipeline(output: Path, image: str | None = None) -> Path:
             raise ValueError(f"no executor uses {config.IMAGE}; cannot switch the image")
         output.write_text(swapped)
     return output
+
+
+def _sorted_struct_defaults_in_header(text: str) -> str:
+    """The compiled text with each struct default in kfp's header comment written in key order.
+
+    kfp sorts the YAML body, but writes the header's ``# Inputs:`` list from a protobuf map, whose order changes
+    from process to process: the ``serving`` default would make every compile differ. The body is the source.
+    """
+    import yaml
+
+    declared = next(yaml.safe_load_all(text))["root"].get("inputDefinitions", {}).get("parameters", {})
+    for name, spec in declared.items():
+        default = spec.get("defaultValue")
+        if spec.get("parameterType") == "STRUCT" and isinstance(default, dict):
+            prefix = f"#    {name}: dict [Default: "
+            start = text.find(prefix)
+            end = text.find("]\n", start)
+            if start >= 0 and end >= 0:
+                text = f"{text[:start]}{prefix}{dict(sorted(default.items()))}{text[end:]}"
+    return text
 
 
 @contextlib.contextmanager
@@ -113,8 +134,8 @@ def run_local(
     """The embedded default end to end: start (or find) the store, compile, run the compiled YAML on kfp.local.
 
     Args:
-        arguments: Pipeline parameters; ``deploy_target`` defaults to "local" and ``s3_endpoint`` to "" (the store
-            is handed to the steps through the environment).
+        arguments: Pipeline parameters; the ``serving`` target is "local" (its other keys, such as ``local_port``,
+            may be given) and ``s3_endpoint`` defaults to "" (the store is handed to the steps through the environment).
         cache: Reuse results of unchanged steps (deploy always runs).
         verbose: Print kfp.local's full log instead of the condensed view.
         yaml_path: Where to write the compiled YAML (default: in the state folder).
@@ -129,7 +150,8 @@ def run_local(
     started = time.monotonic()
     # TensorFlow's C++ start-up chatter would bury the steps' progress lines (the steps inherit the environment).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    arguments = {"deploy_target": "local", "s3_endpoint": "", **arguments}
+    serving = {"target": "local", **arguments.get("serving", {})}
+    arguments = {"s3_endpoint": "", **arguments, "serving": serving}
     state = embedded_s3.state_dir()
     stage("==> starting the object store")
     settings, embedded = embedded_s3.settings_for_run()
@@ -157,7 +179,7 @@ def run_local(
         report_path=task.outputs["report"].path,
         predictions_path=task.outputs["predictions"].path,
         champion=read_champion(store, bucket, model_name) if passed else None,
-        served=read_served(state, int(arguments.get("local_port", config.LOCAL_PORT))) if passed else None,
+        served=read_served(state, int(serving.get("local_port", config.LOCAL_PORT))) if passed else None,
         yaml_path=yaml_path,
         log_path=log_path,
         seconds=time.monotonic() - started,

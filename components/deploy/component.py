@@ -14,25 +14,10 @@ def deploy_model(
     predictions: Input[Dataset],
     metrics: Input[Metrics],
     applied_spec: Output[Artifact],
-    target: str,
     model_name: str,
     bucket: str,
     s3_endpoint: str,
-    local_port: int,
-    namespace: str,
-    runtime: str,
-    runtime_version: str,
-    predictor_image: str,
-    service_account: str,
-    cpu_request: str,
-    cpu_limit: str,
-    memory_request: str,
-    memory_limit: str,
-    min_replicas: int,
-    max_replicas: int,
-    canary_traffic_percent: int,
-    istio_sidecar: bool,
-    ready_timeout_s: int,
+    serving: dict,
 ) -> NamedTuple("DeployOutputs", endpoint=str, model_uri=str, version=str):
     """Pushes the model to an immutable versioned S3 prefix, serves it, smoke-tests it, then promotes it.
 
@@ -41,25 +26,11 @@ def deploy_model(
         predictions: Evaluate's test predictions (the smoke test compares the live endpoint with them).
         metrics: Evaluate's metrics (recorded in the champion record).
         applied_spec: What was applied: the InferenceService YAML (kserve) or the local server's record (local).
-        target: "local" (KServe ModelServer process on this machine) or "kserve" (an InferenceService).
         model_name: Model name: S3 prefix, InferenceService name and served name.
         bucket: Bucket of the model store.
         s3_endpoint: S3/MinIO endpoint; empty = MINIO_ENDPOINT from the environment.
-        local_port: Port of the local predictor (target "local"), bound to 127.0.0.1.
-        namespace: Namespace of the InferenceService (kserve); empty = the namespace this step runs in.
-        runtime: "tensorflow" (KServe's TF Serving runtime) or "custom" (our predictor image).
-        runtime_version: TF Serving image tag for runtime "tensorflow" (>= the TensorFlow that trained the model).
-        predictor_image: Predictor image for runtime "custom".
-        service_account: Service account that carries the S3 Secret for KServe's storage initializer.
-        cpu_request: Predictor CPU request, e.g. "100m".
-        cpu_limit: Predictor CPU limit.
-        memory_request: Predictor memory request, e.g. "256Mi".
-        memory_limit: Predictor memory limit.
-        min_replicas: Minimum predictor replicas.
-        max_replicas: Maximum predictor replicas.
-        canary_traffic_percent: Traffic share of the new revision; 100 rolls out fully.
-        istio_sidecar: Inject the Istio sidecar into the predictor pods.
-        ready_timeout_s: How long the InferenceService may take to become Ready.
+        serving: Where and how to serve (target, namespace, runtime, resources, replicas, …): any subset of the keys
+            of ``components.deploy.serving.ServingSettings``; the others keep their defaults.
     """
     from collections import namedtuple
     from pathlib import Path
@@ -69,42 +40,45 @@ def deploy_model(
     from components import config
     from components.common.model import read_card
     from components.common.runtime import fail_with_one_line, object_store
+    from components.deploy.serving import parse_serving
 
     outputs = namedtuple("DeployOutputs", ["endpoint", "model_uri", "version"])
     with fail_with_one_line("deploy"):
-        if target not in ("local", "kserve"):
-            raise ValueError(f"unknown deploy target {target!r}: use 'local' or 'kserve'")
+        settings = parse_serving(serving)
         # The model card is what the server reads too: one source for the feature order.
         feature_names = list(read_card(Path(model.path))["feature_names"])
         predictions_frame = pd.read_csv(predictions.path)
         scores = {k: v for k, v in metrics.metadata.items() if isinstance(v, (int, float))}
         store = object_store(s3_endpoint)
-        if target == "local":
+        if settings.target == "local":
             from components.common.embedded_s3 import state_dir
             from components.common.versions import dumps
             from components.deploy.core import deploy_local
 
             result = deploy_local(
                 store, Path(model.path), predictions_frame, feature_names, scores,
-                state_dir(), bucket, model_name, config.LOCAL_HOST, local_port,
+                state_dir(), bucket, model_name, config.LOCAL_HOST, settings.local_port,
             )
             Path(applied_spec.path).write_text(dumps({"target": "local", "url": result.endpoint,
                                                       "storage_uri": result.model_uri}))
         else:
             from components.deploy import kserve_target as kt
 
-            resolved = namespace or kt.current_namespace()
+            resolved = settings.namespace or kt.current_namespace()
             options = kt.ServingOptions(
-                namespace=resolved, runtime=runtime, service_account=service_account,
-                resources=kt.Resources(cpu_request, cpu_limit, memory_request, memory_limit),
-                min_replicas=min_replicas, max_replicas=max_replicas,
-                canary_traffic_percent=canary_traffic_percent, istio_sidecar=istio_sidecar,
-                runtime_version=runtime_version, predictor_image=predictor_image,
+                namespace=resolved, runtime=settings.runtime, service_account=settings.service_account,
+                resources=kt.Resources(settings.cpu_request, settings.cpu_limit, settings.memory_request,
+                                       settings.memory_limit),
+                min_replicas=settings.min_replicas, max_replicas=settings.max_replicas,
+                canary_traffic_percent=settings.canary_traffic_percent, istio_sidecar=settings.istio_sidecar,
+                runtime_version=settings.runtime_version, predictor_image=settings.predictor_image,
             )
             result = kt.deploy_kserve(
                 store, Path(model.path), predictions_frame, feature_names, scores, bucket, model_name, options,
-                kt.InferenceServices(kt.kube_api_client(), resolved), Path(applied_spec.path), ready_timeout_s,
+                kt.InferenceServices(kt.kube_api_client(), resolved), Path(applied_spec.path),
+                settings.ready_timeout_s,
             )
-            applied_spec.metadata.update({"namespace": resolved, "runtime": runtime, "storage_uri": result.model_uri})
+            applied_spec.metadata.update({"namespace": resolved, "runtime": settings.runtime,
+                                          "storage_uri": result.model_uri})
         print(f"serving {result.model_uri} at {result.endpoint}")
         return outputs(result.endpoint, result.model_uri, result.version)

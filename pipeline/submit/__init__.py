@@ -42,7 +42,7 @@ from pipeline.submit.errors import (
     SubmitError,
 )
 from pipeline.submit.follow import DEFAULT_POLL_S, DEFAULT_WAIT_TIMEOUT_S, StateChange, wait_for_run
-from pipeline.submit.package import ParameterSpec, PipelinePackage, coerce_parameters, load_package
+from pipeline.submit.package import ParameterSpec, PipelinePackage, coerce_parameters, load_package, struct_keys
 from pipeline.submit.schedule import CRON_HELP, validate_cron
 from pipeline.submit.submission import DEFAULT_EXPERIMENT, SubmitResult, recurring_run_url, run_url, submit
 
@@ -52,5 +52,5 @@ __all__ = [
     "KFP_ENV_UI_HOST", "Auth", "CronError", "KfpApiError", "KfpAuthError", "KfpConnectionError", "ParameterError",
     "ParameterSpec", "PipelinePackage", "RunFailedError", "RunTimeoutError", "StateChange", "SubmitError",
     "SubmitResult", "check_reachable", "coerce_parameters", "connect", "load_package", "recurring_run_url",
-    "resolve_auth", "resolve_host", "run_url", "submit", "validate_cron", "wait_for_run",
+    "resolve_auth", "resolve_host", "run_url", "struct_keys", "submit", "validate_cron", "wait_for_run",
 ]

@@ -101,8 +101,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--image", metavar="IMAGE",
                       help=f"component image when compiling (default: {config.IMAGE})")
     what.add_argument("--param", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
-                      help="a pipeline parameter, repeatable, e.g. --param epochs=500 --param max_rmse=5.5; checked "
-                           "against the pipeline's parameters and converted to their types (see --list-params)")
+                      help="a pipeline parameter, repeatable, e.g. --param epochs=500 --param max_rmse=5.5; one key of "
+                           "the serving struct as --param serving.min_replicas=2; checked against the pipeline's "
+                           "parameters and converted to their types (see --list-params)")
     what.add_argument("--list-params", action="store_true",
                       help="print the pipeline's parameters (type, default, description) and exit")
     what.add_argument("--experiment", default=api.DEFAULT_EXPERIMENT, metavar="NAME",
@@ -112,7 +113,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--run-service-account", metavar="NAME",
                       help="Kubernetes service account the run's pods use (default: the namespace's pipeline "
                            "runner); the deploy step needs one allowed to manage InferenceServices. Not the same as "
-                           "--param service_account=…, the predictor's account")
+                           "--param serving.service_account=…, the predictor's account")
 
     auth = parser.add_argument_group(
         "authentication",
@@ -213,8 +214,14 @@ def _list_params(args: argparse.Namespace) -> int:
         package = api.load_package(path)
     print(f"parameters of pipeline {package.name!r} (pass as --param KEY=VALUE):")
     for spec in package.parameters.values():
+        keys = api.struct_keys(spec)
         default = "required" if spec.default is None and not spec.optional else f"default {spec.default!r}"
-        print(f"  {spec.name:<20} {spec.type:<15} {default}" + (f"  - {spec.description}" if spec.description else ""))
+        if keys:
+            default = f"{len(keys)} keys below (--param {spec.name}.KEY=VALUE)"
+        about = " ".join(spec.description.split())
+        print(f"  {spec.name:<20} {spec.type:<15} {default}" + (f"  - {about}" if about else ""))
+        for key in keys:
+            print(f"    {key.name:<30} {key.type:<15} default {key.default!r}")
     return 0
 
 

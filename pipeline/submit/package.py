@@ -96,30 +96,76 @@ def coerce_parameters(package: PipelinePackage, values: Mapping[str, Any]) -> di
 
     Values may be strings (as ``--param key=value`` gives them) or Python values; strings are converted by the
     parameter's type: NUMBER_DOUBLE -> float, NUMBER_INTEGER -> int, BOOLEAN -> bool, LIST/STRUCT -> JSON.
+    One key of a struct parameter may be given on its own as ``name.key`` (``serving.min_replicas=2``); a struct
+    whose default is an object takes only that object's keys, each typed like its default value.
 
     Returns:
-        The arguments to send; parameters left out take the pipeline's defaults on the server.
+        The arguments to send; parameters (and struct keys) left out take the pipeline's defaults.
 
     Raises:
-        ParameterError: An unknown name (the message lists the valid ones), a value of the wrong type, or a
-            required parameter without a value.
+        ParameterError: An unknown name or struct key (the message lists the valid ones), a value of the wrong
+            type, or a required parameter without a value.
     """
-    valid = sorted(package.parameters)
     converted: dict[str, Any] = {}
+    keyed: dict[str, dict[str, Any]] = {}  # struct keys given one by one: {"serving": {"min_replicas": "2"}}
     for name, value in values.items():
-        spec = package.parameters.get(name)
-        if spec is None:
-            import difflib
-
-            close = difflib.get_close_matches(name, valid, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ParameterError(f"unknown parameter {name!r}{hint}; the pipeline's parameters are: "
-                                 f"{', '.join(valid)}")
-        converted[name] = _coerce(spec, value)
+        base, dotted, key = name.partition(".")
+        spec = package.parameters.get(base)
+        if spec is None or (dotted and spec.type != "STRUCT"):
+            raise ParameterError(f"unknown parameter {name!r}{_did_you_mean(base, package.parameters)}; the "
+                                 f"pipeline's parameters are: {', '.join(sorted(package.parameters))}")
+        if dotted:
+            keyed.setdefault(base, {})[key] = value
+        else:
+            converted[name] = _coerce(spec, value)
+    for name, given in keyed.items():
+        converted[name] = {**converted.get(name, {}), **given}
+    for name, value in converted.items():
+        keys = {k.name.partition(".")[2]: k for k in struct_keys(package.parameters[name])}
+        if keys:
+            converted[name] = {key: _coerce(_struct_key(name, key, keys), v) for key, v in value.items()}
     missing = [s.name for s in package.parameters.values() if not s.optional and s.name not in converted]
     if missing:
         raise ParameterError(f"missing value for required parameter(s): {', '.join(missing)}")
     return converted
+
+
+def struct_keys(spec: ParameterSpec) -> list[ParameterSpec]:
+    """The keys of a struct parameter whose default is a JSON object, as ``name.key`` specs typed by their defaults.
+
+    The IR stores every number as a double, so a whole-number default (``min_replicas: 1.0``) is read as an integer.
+    """
+    if spec.type != "STRUCT" or not isinstance(spec.default, dict):
+        return []
+    specs = []
+    for key, default in spec.default.items():
+        kind = _kind_of(default)
+        shown = int(default) if kind == "NUMBER_INTEGER" else default
+        specs.append(ParameterSpec(f"{spec.name}.{key}", kind, shown, optional=True))
+    return specs
+
+
+def _struct_key(name: str, key: str, keys: Mapping[str, ParameterSpec]) -> ParameterSpec:
+    if key not in keys:
+        raise ParameterError(f"unknown key {key!r} of parameter {name!r}{_did_you_mean(key, keys)}; its keys are: "
+                             f"{', '.join(keys)}")
+    return keys[key]
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "BOOLEAN"
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        return "NUMBER_INTEGER"
+    kinds = {float: "NUMBER_DOUBLE", str: "STRING", list: "LIST", dict: "STRUCT"}
+    return kinds.get(type(value), "")
+
+
+def _did_you_mean(name: str, valid: Mapping[str, Any]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _coerce(spec: ParameterSpec, value: Any) -> Any:

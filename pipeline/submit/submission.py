@@ -102,7 +102,7 @@ def submit(
         recurring: A 6-field KFP cron expression: create a recurring run instead of one run.
         max_concurrency: Recurring runs allowed at once.
         run_service_account: Kubernetes service account the run's pods use (default: the namespace's pipeline
-            runner). Not the pipeline's ``service_account`` parameter, which is the predictor's.
+            runner). Not the ``serving`` parameter's ``service_account`` key, which is the predictor's.
         ui_host: Base URL of the KFP UI for links, when it differs from ``host``.
         client: An already connected ``kfp.Client`` (then host and credentials are not used).
         progress: Called with a short line before each remote step.

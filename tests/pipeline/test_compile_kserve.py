@@ -33,19 +33,20 @@ def _root_params(spec: dict) -> dict:
 def test_the_uploaded_pipeline_deploys_to_kserve_from_kubeflows_object_store(compiled):
     _, spec, _ = compiled
     params = _root_params(spec)
-    assert params["deploy_target"]["defaultValue"] == "kserve"
+    serving = params["serving"]
+    assert serving["parameterType"] == "STRUCT"
+    assert serving["defaultValue"]["target"] == "kserve"
     assert params["s3_endpoint"]["defaultValue"] == config.CLUSTER_S3_ENDPOINT
     expected = {
-        "kserve_namespace": config.KSERVE_NAMESPACE, "serving_runtime": config.SERVING_RUNTIME,
+        "namespace": config.KSERVE_NAMESPACE, "runtime": config.SERVING_RUNTIME,
         "runtime_version": config.TF_SERVING_VERSION, "predictor_image": config.PREDICTOR_IMAGE,
         "service_account": config.SERVICE_ACCOUNT, "cpu_request": config.CPU_REQUEST, "cpu_limit": config.CPU_LIMIT,
         "memory_request": config.MEMORY_REQUEST, "memory_limit": config.MEMORY_LIMIT,
         "min_replicas": config.MIN_REPLICAS, "max_replicas": config.MAX_REPLICAS,
         "canary_traffic_percent": config.CANARY_TRAFFIC_PERCENT, "istio_sidecar": config.ISTIO_SIDECAR,
-        "ready_timeout_s": config.READY_TIMEOUT_S,
+        "ready_timeout_s": config.READY_TIMEOUT_S, "local_port": config.LOCAL_PORT, "target": config.DEPLOY_TARGET,
     }
-    for name, default in expected.items():
-        assert params[name]["defaultValue"] == default, name
+    assert serving["defaultValue"] == expected  # every knob, with its default (the IR stores numbers as doubles)
 
 
 def test_every_step_that_touches_s3_gets_the_keys_from_the_secret(compiled):
@@ -86,7 +87,8 @@ def test_the_deploy_component_has_no_defaults_of_its_own(compiled):
     # Its source is copied verbatim into the step: every value comes from the pipeline (defaults in config).
     _, spec, _ = compiled
     params = spec["components"]["comp-deploy-model"]["inputDefinitions"]["parameters"]
-    assert {"namespace", "runtime", "service_account", "canary_traffic_percent", "istio_sidecar"} <= set(params)
+    assert set(params) == {"model_name", "bucket", "s3_endpoint", "serving"}
+    assert params["serving"]["parameterType"] == "STRUCT"
     assert all("defaultValue" not in p for p in params.values())
     assert "applied_spec" in spec["components"]["comp-deploy-model"]["outputDefinitions"]["artifacts"]
 
@@ -98,4 +100,4 @@ def test_kfp_local_can_load_the_yaml_with_its_platform_spec(compiled, tmp_path):
     path = tmp_path / "pipeline.yaml"
     path.write_text(text)
     pipeline = components.load_component_from_file(str(path))
-    assert "deploy_target" in pipeline.component_spec.inputs
+    assert "serving" in pipeline.component_spec.inputs

@@ -285,17 +285,35 @@ def test_cli_unknown_parameter_lists_the_valid_ones_and_sends_nothing(kfp_api, c
     assert kfp_api.requests == []  # checked before connecting
 
 
-@pytest.mark.parametrize(("param", "expects"), [
-    ("epochs=abc", "expects an integer (NUMBER_INTEGER), got 'abc'"),
-    ("epochs=2.5", "expects an integer (NUMBER_INTEGER), got '2.5'"),
-    ("learning_rate=fast", "expects a number (NUMBER_DOUBLE), got 'fast'"),
-    ("max_rmse=nan", "expects a number (NUMBER_DOUBLE), got 'nan'"),
+@pytest.mark.parametrize(("param", "message"), [
+    ("epochs=abc", "parameter 'epochs' expects an integer (NUMBER_INTEGER), got 'abc'"),
+    ("epochs=2.5", "parameter 'epochs' expects an integer (NUMBER_INTEGER), got '2.5'"),
+    ("learning_rate=fast", "parameter 'learning_rate' expects a number (NUMBER_DOUBLE), got 'fast'"),
+    ("max_rmse=nan", "parameter 'max_rmse' expects a number (NUMBER_DOUBLE), got 'nan'"),
+    ("serving.min_replicas=two", "parameter 'serving.min_replicas' expects an integer (NUMBER_INTEGER), got 'two'"),
+    ("serving.istio_sidecar=maybe", "parameter 'serving.istio_sidecar' expects true or false"),
+    ("serving.min_replica=2", "unknown key 'min_replica' of parameter 'serving' (did you mean 'min_replicas'?)"),
+    ('serving={"replicas": 2}', "unknown key 'replicas' of parameter 'serving'"),
+    ("epochs.max=3", "unknown parameter 'epochs.max'"),
 ])
-def test_cli_bad_parameter_value_is_one_line_and_sends_nothing(kfp_api, compiled, capsys, param, expects):
+def test_cli_bad_parameter_value_or_serving_key_is_one_line_and_sends_nothing(kfp_api, compiled, capsys, param,
+                                                                              message):
     code, _, err = cli(capsys, "--host", kfp_api.url, "--token", TOKEN, "--yaml", str(compiled), "--param", param)
     assert code == 2
-    assert_one_error_line(err, f"parameter '{param.split('=')[0]}' {expects}")
+    assert_one_error_line(err, message)
     assert kfp_api.requests == []
+
+
+def test_cli_sets_serving_keys_one_by_one_or_as_json_and_sends_only_those(kfp_api, compiled, capsys):
+    code, out, err = cli(capsys, "--host", kfp_api.url, "--token", TOKEN, "--yaml", str(compiled),
+                         "--param", 'serving={"runtime": "custom", "min_replicas": 1}',
+                         "--param", "serving.min_replicas=0", "--param", "serving.istio_sidecar=true")
+    assert (code, err) == (0, "")
+    run = body_of_single(kfp_api, "POST", "/apis/v2beta1/runs")
+    # The keys left out keep their defaults in the deploy step; the one given twice takes the key's own value.
+    assert run["runtime_config"]["parameters"] == {
+        "serving": {"runtime": "custom", "min_replicas": 0, "istio_sidecar": True}}
+    assert isinstance(run["runtime_config"]["parameters"]["serving"]["min_replicas"], int)
 
 
 def test_cli_recurring_run_sends_the_cron_schedule(kfp_api, compiled, capsys):
@@ -349,6 +367,10 @@ def test_cli_list_params_prints_types_and_defaults(compiled, capsys):
     assert code == 0
     epochs = next(line for line in out.splitlines() if line.split()[:1] == ["epochs"])
     assert "NUMBER_INTEGER" in epochs and "default 1000" in epochs and "1000.0" not in epochs
+    shown = {line.split()[0]: line for line in out.splitlines() if line.startswith("    serving.")}
+    assert set(shown) == {f"serving.{key}" for key in api.load_package(compiled).parameters["serving"].default}
+    assert "NUMBER_INTEGER" in shown["serving.min_replicas"] and shown["serving.min_replicas"].endswith("default 1")
+    assert shown["serving.target"].endswith("default 'kserve'")
 
 
 # --- pure functions ----------------------------------------------------------------------------------------------

@@ -329,10 +329,11 @@ def _call_component(cluster: Cluster, model: Model, tmp_path: Path, **overrides)
         model=ModelArtifact(name="model", uri=str(model.path), metadata={"feature_names": FEATURES}),
         predictions=Dataset(name="predictions", uri=str(predictions)),
         metrics=Metrics(name="metrics", uri=str(tmp_path / "metrics"), metadata={"rmse": 4.9}),
-        applied_spec=spec, target="kserve", model_name=MODEL, bucket=cluster.bucket, s3_endpoint="", local_port=0,
-        namespace=NS, runtime="tensorflow", runtime_version="2.21.0", predictor_image="", service_account="sa",
-        cpu_request="100m", cpu_limit="1", memory_request="256Mi", memory_limit="1Gi", min_replicas=1,
-        max_replicas=1, canary_traffic_percent=100, istio_sidecar=False, ready_timeout_s=int(TIMEOUT_S),
+        applied_spec=spec, model_name=MODEL, bucket=cluster.bucket, s3_endpoint="",
+        serving=dict(target="kserve", local_port=0, namespace=NS, runtime="tensorflow", runtime_version="2.21.0",
+                     predictor_image="", service_account="sa", cpu_request="100m", cpu_limit="1",
+                     memory_request="256Mi", memory_limit="1Gi", min_replicas=1, max_replicas=1,
+                     canary_traffic_percent=100, istio_sidecar=False, ready_timeout_s=int(TIMEOUT_S)),
     )
     args.update(overrides)
     return deploy_model.python_func(**args), spec
