@@ -1,18 +1,24 @@
 """The ASGI front: answers V1 ``:predict`` and V2 ``/infer`` itself, before KServe's FastAPI app.
 
-KServe's routing, pydantic models and middleware cost several times more than the model itself; everything else
-(health, readiness, metadata, ``/metrics``) is still KServe's own app with its usual semantics. The front also
-enforces the body limit for every request with a body.
+KServe's routing, pydantic models and middleware cost several times more than the model itself, so the common
+requests (JSON V1, JSON V2 with FP32/FP64 tensors) never reach them. Every request the fast path does not fully own
+(the V2 binary tensor extension, extra keys such as the ``model_name`` KServe's client sends, parameters, other
+numeric datatypes) is handed, body and all, to KServe's app, whose dataplane decodes it, calls
+`BostonHousingModel.predict` and encodes the answer as stock KServe does. Everything else (health, readiness,
+metadata, ``/metrics``) is KServe's app too. The front enforces the body limit for every request with a body, and
+makes sure the client reads the 413 (see `PredictFront._refuse`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from boston_predictor.errors import RequestError
+from boston_predictor.protocol import NotOwned
 
 if TYPE_CHECKING:
     from boston_predictor.model import BostonHousingModel
@@ -25,17 +31,29 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+# After a 413 the rest of the body is read and thrown away, so the kernel never resets a connection that still
+# holds unread bytes (a client still writing would see ECONNRESET instead of the answer). Bounded: at most this many
+# bytes, this long in all, and no longer than the idle time between two chunks; past a bound the connection closes.
+DRAIN_MAX_BYTES = 256 * 1024 * 1024
+DRAIN_MAX_S = 60.0
+DRAIN_IDLE_S = 2.0
 
 
 class _ClientGone(Exception):
     """The client disconnected before sending its whole body."""
 
 
-class PredictFront:
-    """Answers V1 ``:predict`` and ``:explain`` and V2 ``/infer`` itself; hands every other request to KServe's app.
+class _BodyTooLarge(RequestError):
+    """413: the body is over the limit; ``declared`` is its Content-Length when it has one."""
 
-    It also enforces the body limit for every request with a body: 413 as soon as ``Content-Length`` or the bytes
-    received so far exceed it, without reading the rest.
+    def __init__(self, message: str, declared: int | None) -> None:
+        super().__init__(413, message)
+        self.declared = declared
+
+
+class PredictFront:
+    """Answers V1 ``:predict`` and ``:explain`` and V2 ``/infer`` itself, delegates what it does not own, and caps
+    every body.
 
     Args:
         app: KServe's FastAPI application.
@@ -72,6 +90,9 @@ class PredictFront:
             return
         try:
             body = await self._read_body(scope, receive)
+        except _BodyTooLarge as exc:
+            await self._refuse(exc, receive, send)
+            return
         except RequestError as exc:
             await _send_json(send, exc.status, {"error": exc.message}, close=True)
             return
@@ -87,12 +108,22 @@ class PredictFront:
                 raise RequestError(404, f"model {name[:100]!r} is not served here; this server serves {model.name!r}")
             if not model.ready:
                 raise RequestError(503, f"model {model.name!r} is not ready")
-            _check_content_type(scope)
+            binary = _check_content_type(scope, "v2" if protocol == "v2" else "v1")  # :explain takes V1 bodies
             body = await self._read_body(scope, receive)
+            if binary:
+                raise NotOwned
             handle = {"v1": model.handle_v1, "v2": model.handle_v2, "explain": model.handle_explain}[protocol]
             status, answer = 200, handle(body)
+        except NotOwned:
+            await self.app(scope, _replay(body, receive), send)  # KServe's dataplane, then BostonHousingModel.predict
+            return
+        except _BodyTooLarge as exc:
+            if model.spec is not None:
+                model.spec.metrics.count(protocol, 413)
+            await self._refuse(exc, receive, send)
+            return
         except RequestError as exc:
-            # 413 is decided before the body is read: close, so unread bytes are never parsed as a next request.
+            # A 413 for too many rows comes after the whole body was read; close anyway, as for every 413.
             close = exc.status == 413
             status, answer = exc.status, orjson.dumps({"error": exc.message})
         except _ClientGone:
@@ -103,6 +134,7 @@ class PredictFront:
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.max_body_bytes
+        declared = None
         for key, value in scope["headers"]:
             if key == b"content-length":
                 try:
@@ -110,7 +142,8 @@ class PredictFront:
                 except ValueError:
                     raise RequestError(400, "Content-Length is not a number") from None
                 if declared > limit:
-                    raise RequestError(413, f"request body of {declared} bytes is over the limit of {limit} bytes")
+                    raise _BodyTooLarge(f"request body of {declared} bytes is over the limit of {limit} bytes",
+                                        declared)
         chunks = []
         size = 0
         while True:
@@ -119,25 +152,70 @@ class PredictFront:
                 raise _ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > limit:  # chunked (or lying) clients: stop at the limit, do not read the rest
-                raise RequestError(413, f"request body is over the limit of {limit} bytes")
+            if size > limit:  # chunked (or lying) clients: stop keeping the body at the limit
+                raise _BodyTooLarge(f"request body is over the limit of {limit} bytes", declared)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
+    async def _refuse(self, exc: _BodyTooLarge, receive: Receive, send: Send) -> None:
+        """Sends the 413 at once, then reads and discards the rest of the body (bounded) before closing.
 
-def _check_content_type(scope: Scope) -> None:
-    """JSON only (or no Content-Type at all, as many clients send); no compressed or binary-tensor bodies."""
+        A client that writes its whole body before reading (Python's http.client, most SDKs) only reads the answer
+        once it has sent everything; closing with its bytes unread would reset the connection under it.
+        """
+        body = orjson.dumps({"error": exc.message})
+        headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        if exc.declared is None or exc.declared <= DRAIN_MAX_BYTES:
+            await _discard_body(receive)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _discard_body(receive: Receive) -> None:
+    """Reads the request body to its end and drops it, within `DRAIN_MAX_BYTES`, `DRAIN_MAX_S` and `DRAIN_IDLE_S`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DRAIN_MAX_S
+    drained = 0
+    while drained <= DRAIN_MAX_BYTES:
+        wait = min(DRAIN_IDLE_S, deadline - loop.time())
+        if wait <= 0:
+            return
+        try:
+            message = await asyncio.wait_for(receive(), wait)
+        except TimeoutError:
+            return
+        if message["type"] == "http.disconnect":
+            return
+        drained += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
+def _check_content_type(scope: Scope, protocol: str) -> bool:
+    """Whether the body uses the V2 binary tensor extension; raises 415 for bodies neither path reads.
+
+    V1 reads JSON only (or no Content-Type at all, as many clients send). V2 reads any JSON media type, as
+    KServe does, and binary tensor bodies (``Inference-Header-Content-Length``), which KServe's dataplane decodes.
+    """
+    binary = False
+    media = ""
     for key, value in scope["headers"]:
         if key == b"content-type" and value != b"application/json":
-            media, _, params = value.decode("latin-1").partition(";")
-            charset = params.strip().lower().replace(" ", "")
-            if media.strip().lower() != "application/json" or charset not in ("", "charset=utf-8"):
-                raise RequestError(415, f"unsupported Content-Type {media.strip()[:60]!r}: send application/json")
+            media, _, params = value.decode("latin-1").lower().partition(";")
+            media = media.strip()
+            charset = params.strip().replace(" ", "")
+            if protocol == "v1" and (media != "application/json" or charset not in ("", "charset=utf-8")):
+                raise RequestError(415, f"unsupported Content-Type {media[:60]!r}: send application/json")
         elif key == b"content-encoding" and value.lower() != b"identity":
             raise RequestError(415, "compressed request bodies are not supported: send plain JSON")
-        elif key == b"inference-header-content-length":
-            raise RequestError(415, "the V2 binary tensor extension is not supported: send JSON data")
+        elif key == b"inference-header-content-length" and protocol == "v2":
+            binary = True
+    if protocol == "v2" and media and not binary and media != "application/json" and not media.endswith("+json"):
+        raise RequestError(415, f"unsupported Content-Type {media[:60]!r}: send application/json, or binary "
+                                f"tensors with Inference-Header-Content-Length")
+    return binary
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

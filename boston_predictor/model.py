@@ -13,6 +13,7 @@ import orjson
 from kserve.errors import InvalidInput, ModelNotReady
 from kserve.model import Model
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from starlette.exceptions import HTTPException
 
 from boston_predictor.errors import RequestError, StartupError
 from boston_predictor.explain import Explainer, explain_body, explain_payload
@@ -104,7 +105,7 @@ class BostonHousingModel(Model):
         """Answers a V2 infer request body with one FP64 output of shape ``[n, 1]``."""
         spec = self._spec()
         start = time.perf_counter()
-        rows, request_id = rows_from_v2(parse_json(body), spec)
+        rows, request_id = rows_from_v2(parse_json(body), spec, owned_only=True)  # NotOwned: the front delegates
         parsed = time.perf_counter()
         predictions = predict_rows(spec, rows)
         predicted = time.perf_counter()
@@ -129,18 +130,31 @@ class BostonHousingModel(Model):
             raise (ModelNotReady(self.name) if exc.status == 503 else InvalidInput(exc.message)) from None
 
     async def predict(self, payload: dict | InferRequest, headers: dict[str, str] | None = None) -> Any:
-        """KServe's dataplane entry point (used when a request does not come through the ASGI front)."""
+        """KServe's dataplane entry point: every request the ASGI front does not fully own arrives here.
+
+        KServe has already decoded the body (the V2 binary tensor extension included) and will encode the answer
+        (binary outputs when the request asks for them), so these requests behave as on stock KServe; the checks
+        and the prediction are the fast path's own.
+        """
         try:
             spec = self._spec()
             if isinstance(payload, InferRequest):
                 rows, _ = rows_from_v2(_infer_request_as_dict(payload), spec)
                 predictions = predict_rows(spec, rows)
-                output = InferOutput(spec.output_name, [len(predictions), 1], OUTPUT_DATATYPE, predictions.tolist())
-                return InferResponse(payload.id or str(uuid.uuid4()), spec.name, [output], model_version=spec.version)
+                output = InferOutput(spec.output_name, [len(predictions), 1], OUTPUT_DATATYPE)
+                output.set_data_from_numpy(predictions.reshape(-1, 1), binary_data=False)  # to_rest re-encodes
+                return InferResponse(
+                    payload.id or str(uuid.uuid4()), spec.name, [output], model_version=spec.version,
+                    use_binary_outputs=payload.use_binary_outputs, requested_outputs=payload.request_outputs,
+                )
             rows, key = rows_from_v1(payload, spec)
             return {key: predict_rows(spec, rows).reshape(-1, 1).tolist()}
         except RequestError as exc:
-            raise (ModelNotReady(self.name) if exc.status == 503 else InvalidInput(exc.message)) from None
+            if exc.status == 503:
+                raise ModelNotReady(self.name) from None
+            if exc.status == 400:
+                raise InvalidInput(exc.message) from None
+            raise HTTPException(exc.status, exc.message) from None  # 413: the app's handler answers {"error": ...}
 
     def get_input_types(self) -> list[dict[str, Any]]:
         """V2 metadata: the model's inputs, one per feature, in the card's order."""
@@ -159,10 +173,12 @@ class BostonHousingModel(Model):
 
 
 def _infer_request_as_dict(request: InferRequest) -> dict[str, Any]:
+    """KServe's decoded request in the JSON form `rows_from_v2` reads (binary tensors are lists by now)."""
     inputs = []
     for tensor in request.inputs:
         data = tensor.data if isinstance(tensor.data, list) else tensor.as_numpy().reshape(-1).tolist()
-        inputs.append({"name": tensor.name, "shape": list(tensor.shape), "datatype": tensor.datatype, "data": data})
+        inputs.append({"name": tensor.name, "shape": list(tensor.shape), "datatype": tensor.datatype, "data": data,
+                       "parameters": tensor.parameters})
     out: dict[str, Any] = {"inputs": inputs}
     if request.request_outputs:
         out["outputs"] = [{"name": o.name} for o in request.request_outputs]

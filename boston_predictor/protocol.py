@@ -13,6 +13,7 @@ from boston_predictor.rows import (
     check_batch,
     finite_rows,
     kind_of,
+    parse_json,
     quoted_names,
     row_from_record,
     rows_array,
@@ -21,10 +22,35 @@ from boston_predictor.rows import (
 )
 from boston_predictor.spec import ModelSpec
 
-V2_DATATYPES = frozenset({"FP32", "FP64"})
-_V1_KEYS = frozenset({"instances", "inputs", "signature_name"})
+FAST_DATATYPES = frozenset({"FP32", "FP64"})  # what the fast path reads itself
+# What the model accepts at all: V2's numeric types. KServe decodes the others (FP16 only arrives binary).
+NUMERIC_DATATYPES = FAST_DATATYPES | {"FP16", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 _V2_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
 _V2_INPUT_KEYS = frozenset({"name", "shape", "datatype", "data", "parameters"})
+_FP32_MAX = float(np.finfo(np.float32).max)
+
+
+class NotOwned(Exception):  # noqa: N818 - a signal, not an error
+    """The fast path does not fully own this request: KServe's own dataplane must answer it (the front delegates)."""
+
+
+def rows_from_request(protocol: str, body: bytes, spec: ModelSpec) -> np.ndarray:
+    """The rows of a V1 or V2 JSON request body, read exactly as ``:predict`` and ``/infer`` read them.
+
+    For routes that need a request's rows without predicting through the fast path (e.g. ``:explain``).
+
+    Args:
+        protocol: ``"v1"`` or ``"v2"``.
+        body: The raw JSON body.
+        spec: The served model.
+
+    Raises:
+        RequestError: the body is not a valid request for this model (status and one-line message).
+    """
+    payload = parse_json(body)
+    if protocol == "v1":
+        return rows_from_v1(payload, spec)[0]
+    return rows_from_v2(payload, spec)[0]
 
 
 def rows_from_v1(payload: Any, spec: ModelSpec) -> tuple[np.ndarray, str]:
@@ -41,9 +67,10 @@ def rows_from_v1(payload: Any, spec: ModelSpec) -> tuple[np.ndarray, str]:
         raise RequestError(
             400, f'request body must be a JSON object with "instances" or "inputs", got {kind_of(payload)}'
         )
-    unknown = payload.keys() - _V1_KEYS
-    if unknown:
-        raise RequestError(400, f'unknown top-level key(s) {quoted_names(unknown)}: expected "instances" or "inputs"')
+    if "instances" not in payload and "inputs" not in payload:
+        unknown = f"unknown top-level key(s) {quoted_names(payload.keys())}: " if payload else ""
+        raise RequestError(400, f'{unknown}request body must have "instances" (row format) or "inputs" (columnar)')
+    # Other keys are ignored, as TF Serving and KServe's V1 dataplane ignore them.
     signature = payload.get("signature_name", spec.signature_name)
     if signature != spec.signature_name:
         raise RequestError(400, f"unknown signature_name; this model serves {spec.signature_name!r}")
@@ -51,8 +78,6 @@ def rows_from_v1(payload: Any, spec: ModelSpec) -> tuple[np.ndarray, str]:
         if "inputs" in payload:
             raise RequestError(400, 'send either "instances" (row format) or "inputs" (columnar format), not both')
         return rows_from_list(payload["instances"], "instances", spec), "predictions"
-    if "inputs" not in payload:
-        raise RequestError(400, 'request body must have "instances" (row format) or "inputs" (columnar format)')
     inputs = payload["inputs"]
     if type(inputs) is list:
         return rows_from_list(inputs, "inputs", spec), "outputs"
@@ -89,29 +114,27 @@ def _v2_values(data: Any, shape: list[int], where: str) -> list[Any]:
     return data
 
 
-def rows_from_v2(payload: Any, spec: ModelSpec) -> tuple[np.ndarray, str | None]:
-    """Reads a V2 (Open Inference Protocol) request.
+def _check_v2_request(payload: Any, spec: ModelSpec, owned_only: bool) -> tuple[list[dict[str, Any]], str | None]:
+    """The top level of a V2 request: its input tensors (checked one by one) and its id.
 
-    Accepted: one FP32/FP64 tensor of shape ``[n, k]`` (any name), or k tensors named by feature, each of shape
-    ``[n]`` or ``[n, 1]``. Data may be flat (row-major) or nested.
-
-    Returns:
-        The rows and the request ``id`` (None when absent).
+    With ``owned_only`` (the fast path) anything beyond plain JSON FP32/FP64 tensors raises `NotOwned`: extra keys
+    (KServe's client adds ``model_name``), parameters (binary outputs, content types), other numeric datatypes.
     """
     if type(payload) is not dict:
         raise RequestError(400, f'request body must be a JSON object with "inputs", got {kind_of(payload)}')
-    unknown = payload.keys() - _V2_KEYS
-    if unknown:
-        raise RequestError(400, f"unknown top-level key(s) {quoted_names(unknown)}: expected {quoted_names(_V2_KEYS)}")
+    if owned_only and (payload.keys() - _V2_KEYS or payload.get("parameters")):
+        raise NotOwned
     request_id = payload.get("id")
     if request_id is not None and type(request_id) is not str:
         raise RequestError(400, f"id must be a string, got {kind_of(request_id)}")
-    if type(payload.get("parameters", {})) is not dict:
+    if type(payload.get("parameters") or {}) is not dict:
         raise RequestError(400, "parameters must be an object")
     outputs = payload.get("outputs")
     if outputs is not None:
         if type(outputs) is not list or not all(type(o) is dict and "name" in o for o in outputs):
             raise RequestError(400, 'outputs must be a list of objects with a "name"')
+        if owned_only and any(o.keys() != {"name"} for o in outputs):
+            raise NotOwned
         unknown = {o["name"] for o in outputs if o["name"] != spec.output_name}
         if unknown:
             raise RequestError(400, f"unknown output(s) {quoted_names(unknown)}; this model has {spec.output_name!r}")
@@ -128,10 +151,42 @@ def rows_from_v2(payload: Any, spec: ModelSpec) -> tuple[np.ndarray, str | None]
         extra = tensor.keys() - _V2_INPUT_KEYS
         if extra:
             raise RequestError(400, f"{where} has unknown key(s) {quoted_names(extra)}")
-        if tensor["datatype"] not in V2_DATATYPES:
-            raise RequestError(400, f"{where}.datatype must be FP32 or FP64, got {str(tensor['datatype'])[:20]!r}")
+        datatype = tensor["datatype"]
+        if datatype not in NUMERIC_DATATYPES:
+            raise RequestError(400, f"{where}.datatype must be a number type (FP32 or FP64; FP16 and integers "
+                                    f"too), got {str(datatype)[:20]!r}")
+        if owned_only and (datatype not in FAST_DATATYPES or tensor.get("parameters")):
+            raise NotOwned
         if type(tensor["name"]) is not str:
             raise RequestError(400, f"{where}.name must be a string")
+    return inputs, request_id
+
+
+def _as_datatype(array: np.ndarray, datatype: str, where: str) -> np.ndarray:
+    """The values as the tensor's datatype says they are: FP32 data is rounded to float32, as KServe reads it."""
+    if datatype != "FP32":
+        return array
+    if float(np.max(np.abs(array), initial=0.0)) > _FP32_MAX:
+        raise RequestError(400, f"{where} has a value outside the FP32 range: send FP64")
+    return array.astype(np.float32).astype(np.float64)
+
+
+def rows_from_v2(payload: Any, spec: ModelSpec, owned_only: bool = False) -> tuple[np.ndarray, str | None]:
+    """Reads a V2 (Open Inference Protocol) request.
+
+    Accepted: one numeric tensor of shape ``[n, k]`` (any name), or k tensors named by feature, each of shape
+    ``[n]`` or ``[n, 1]``. Data may be flat (row-major) or nested. Keys the model does not use are ignored, as
+    KServe ignores them.
+
+    Args:
+        payload: The decoded JSON body (or KServe's decoded `InferRequest` as a dict).
+        spec: The served model.
+        owned_only: Raise `NotOwned` for what only KServe's dataplane handles (the fast path's mode).
+
+    Returns:
+        The rows and the request ``id`` (None when absent).
+    """
+    inputs, request_id = _check_v2_request(payload, spec, owned_only)
     k = spec.n_features
     if len(inputs) == 1 and (inputs[0]["name"] not in spec.feature_set or k == 1):
         tensor = inputs[0]
@@ -145,7 +200,7 @@ def rows_from_v2(payload: Any, spec: ModelSpec) -> tuple[np.ndarray, str | None]
         array = rows_array(values, shape[0], spec)
         if array is None:  # name the first bad value
             array = finite_rows([values[r * k:(r + 1) * k] for r in range(shape[0])], "inputs[0] row", spec)
-        return array, request_id
+        return _as_datatype(array, tensor["datatype"], "inputs[0]"), request_id
     tensor_names = [t["name"] for t in inputs]
     if len(set(tensor_names)) != len(tensor_names) or set(tensor_names) != spec.feature_set:
         unknown = set(tensor_names) - spec.feature_set
@@ -170,4 +225,8 @@ def rows_from_v2(payload: Any, spec: ModelSpec) -> tuple[np.ndarray, str | None]
         elif shape[0] != n:
             raise RequestError(400, f"inputs[{i}] ({name}) has {shape[0]} rows, the other inputs have {n}")
         columns.append(_v2_values(tensor["data"], shape, f"inputs[{i}]"))
-    return finite_rows(np.array(columns, dtype=object).T.tolist(), "inputs (as rows)", spec), request_id
+    array = finite_rows(np.array(columns, dtype=object).T.tolist(), "inputs (as rows)", spec)
+    for j, name in enumerate(spec.features):
+        i, tensor = by_name[name]
+        array[:, j] = _as_datatype(array[:, j], tensor["datatype"], f"inputs[{i}] ({name})")
+    return array, request_id

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from kserve.errors import InvalidInput
+from kserve.protocol.dataplane import DataPlane
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from boston_predictor.front import PredictFront
@@ -29,6 +32,26 @@ class ServeOptions:
     access_log_format: str | None = None
     event_loop: str = "auto"
     timeout_keep_alive: int = 65
+
+
+class StrictDataPlane(DataPlane):
+    """KServe's dataplane, with a 400 for every request it cannot decode.
+
+    Stock KServe answers some malformed requests with a 500 and the raw exception (a binary body whose JSON header
+    lacks ``inputs``, a non-numeric ``Inference-Header-Content-Length``, binary data shorter than its shape). Those
+    are the client's errors: here they are `InvalidInput`, KServe's own 400, with one line naming the problem.
+    """
+
+    def decode(self, body: Any, headers: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().decode(body, headers, *args, **kwargs)
+        except (InvalidInput, HTTPException):
+            raise
+        except KeyError as exc:
+            raise InvalidInput(f"the request has no {str(exc.args[0])[:40]!r} field") from None
+        except (ValueError, TypeError, IndexError, OverflowError) as exc:
+            detail = " ".join(str(exc).split())[:160]
+            raise InvalidInput(f"the request cannot be decoded: {detail or type(exc).__name__}") from None
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -57,7 +80,7 @@ def build_server(model: BostonHousingModel, options: ServeOptions) -> PredictorS
 
     Building it configures KServe's logging, so log lines meant for the server's log come after this call.
     """
-    return PredictorServer(
+    server = PredictorServer(
         http_port=options.http_port,
         bind=options.bind,
         front=lambda app: PredictFront(app, model, options.max_body_bytes),
@@ -68,3 +91,6 @@ def build_server(model: BostonHousingModel, options: ServeOptions) -> PredictorS
         event_loop=options.event_loop,
         timeout_keep_alive=options.timeout_keep_alive,
     )
+    # A public attribute: ModelServer builds its REST server (and so the routes) from it when it starts.
+    server.dataplane = StrictDataPlane(model_registry=server.registered_models)
+    return server

@@ -24,9 +24,13 @@ def probe_rows(model_dir: Path) -> list[list[float]]:
     return card(model_dir)["probe"]["inputs"]
 
 
-def expected(model_dir: Path, rows: list[list[float]]) -> np.ndarray:
-    """What the shared prediction path (the one evaluate uses) says for ``rows``."""
-    return load_linear_model(model_dir).predict(np.asarray(rows, dtype=np.float64))
+def expected(model_dir: Path, rows: list[list[float]], datatype: str = "FP64") -> np.ndarray:
+    """What the shared prediction path (the one evaluate uses) says for ``rows`` read as ``datatype``.
+
+    FP32 data are float32 values, as KServe's dataplane reads them (so both paths give the same numbers).
+    """
+    array = np.asarray(rows, dtype=np.float32 if datatype == "FP32" else np.float64)
+    return load_linear_model(model_dir).predict(array.astype(np.float64))
 
 
 def assert_tf_serving_column(values: Any, want: np.ndarray) -> None:
@@ -94,7 +98,7 @@ def test_v2_infer_one_tensor(predictor: Any, model_dir: Path, datatype: str, nes
     assert output["name"] == card(model_dir)["target"]
     assert output["shape"] == [len(rows), 1]
     assert output["datatype"] == "FP64"
-    np.testing.assert_allclose(output["data"], expected(model_dir, rows), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(output["data"], expected(model_dir, rows, datatype), rtol=0, atol=1e-9)
 
 
 def test_v2_infer_one_tensor_per_feature(predictor: Any, model_dir: Path) -> None:
