@@ -196,13 +196,17 @@ async def _discard_body(receive: Receive) -> None:
 def _check_content_type(scope: Scope, protocol: str) -> bool:
     """Whether the body uses the V2 binary tensor extension; raises 415 for bodies neither path reads.
 
-    V1 reads JSON only (or no Content-Type at all, as many clients send). V2 reads any JSON media type, as
-    KServe does, and binary tensor bodies (``Inference-Header-Content-Length``), which KServe's dataplane decodes.
+    V1 reads JSON, or a body without Content-Type (as KServe's V1 endpoint does). V2 reads any JSON media type and
+    binary tensor bodies (``Inference-Header-Content-Length``, decoded by KServe's dataplane); like KServe's V2
+    endpoint, it refuses a body without Content-Type.
     """
     binary = False
-    media = ""
+    media: str | None = None  # None: no Content-Type header
     for key, value in scope["headers"]:
-        if key == b"content-type" and value != b"application/json":
+        if key == b"content-type":
+            if value == b"application/json":  # the common case, without decoding
+                media = "application/json"
+                continue
             media, _, params = value.decode("latin-1").lower().partition(";")
             media = media.strip()
             charset = params.strip().replace(" ", "")
@@ -212,9 +216,10 @@ def _check_content_type(scope: Scope, protocol: str) -> bool:
             raise RequestError(415, "compressed request bodies are not supported: send plain JSON")
         elif key == b"inference-header-content-length" and protocol == "v2":
             binary = True
-    if protocol == "v2" and media and not binary and media != "application/json" and not media.endswith("+json"):
-        raise RequestError(415, f"unsupported Content-Type {media[:60]!r}: send application/json, or binary "
-                                f"tensors with Inference-Header-Content-Length")
+    if protocol == "v2" and not binary and not (media == "application/json" or (media or "").endswith("+json")):
+        shown = f"Content-Type {media[:60]!r}" if media is not None else "a body without Content-Type"
+        raise RequestError(415, f"unsupported {shown}: send application/json, or binary tensors with "
+                                f"Inference-Header-Content-Length")
     return binary
 
 

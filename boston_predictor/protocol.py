@@ -195,7 +195,10 @@ def rows_from_v2(payload: Any, spec: ModelSpec, owned_only: bool = False) -> tup
             raise RequestError(
                 400, f"inputs[0].shape must be [n, {k}] (rank 2, {k} features), got {shape}"
             )
-        check_batch(shape[0], "inputs[0]", spec)
+        check_batch(shape[0], "inputs[0]", spec, allow_empty=True)  # [0, k] answers [0, 1], as KServe does
+        if shape[0] == 0:
+            _v2_values(tensor["data"], shape, "inputs[0]")
+            return np.empty((0, k)), request_id
         values = _v2_values(tensor["data"], shape, "inputs[0]")
         array = rows_array(values, shape[0], spec)
         if array is None:  # name the first bad value
@@ -221,7 +224,7 @@ def rows_from_v2(payload: Any, spec: ModelSpec, owned_only: bool = False) -> tup
             raise RequestError(400, f"inputs[{i}] ({name}).shape must be [n] or [n, 1], got {shape}")
         if n is None:
             n = shape[0]
-            check_batch(n, f"inputs[{i}]", spec)
+            check_batch(n, f"inputs[{i}]", spec, allow_empty=True)
         elif shape[0] != n:
             raise RequestError(400, f"inputs[{i}] ({name}) has {shape[0]} rows, the other inputs have {n}")
         columns.append(_v2_values(tensor["data"], shape, f"inputs[{i}]"))

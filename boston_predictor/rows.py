@@ -66,8 +66,9 @@ def parse_json(body: bytes) -> Any:
             raise RequestError(400, f"request body is not valid JSON: {exc.msg} at position {exc.pos}") from None
 
 
-def check_batch(n: int, where: str, spec: ModelSpec) -> None:
-    if n == 0:
+def check_batch(n: int, where: str, spec: ModelSpec, allow_empty: bool = False) -> None:
+    """Refuses a batch over ``spec.max_batch`` rows (413), and an empty one unless ``allow_empty``."""
+    if n == 0 and not allow_empty:
         raise RequestError(400, f"{where} is empty: send at least one row")
     if n > spec.max_batch:
         raise RequestError(413, f"{where} has {n} rows, over the limit of {spec.max_batch} rows per request")

@@ -131,7 +131,7 @@ class Predictor:
         return f"http://{self.host}:{self.port}"
 
     def request(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+        self, method: str, path: str, body: Any = None, headers: dict[str, str | None] | None = None
     ) -> Response:
         """One request on a kept-alive connection (reconnects once if the server closed it)."""
         if body is not None and not isinstance(body, bytes | str):
@@ -140,6 +140,7 @@ class Predictor:
             body = body.encode()
         sent_headers = {"Content-Type": "application/json"} if body is not None else {}
         sent_headers.update(headers or {})
+        sent_headers = {k: v for k, v in sent_headers.items() if v is not None}  # None: leave the header out
         for attempt in (0, 1):
             if self._conn is None:
                 self._conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
@@ -156,7 +157,7 @@ class Predictor:
                     raise
         raise AssertionError("unreachable")
 
-    def post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> Response:
+    def post(self, path: str, body: Any, headers: dict[str, str | None] | None = None) -> Response:
         return self.request("POST", path, body, headers)
 
     def get(self, path: str) -> Response:
@@ -272,3 +273,23 @@ def predictor_command() -> list[str]:
     script = Path(sys.executable).with_name("boston-predictor")
     assert script.is_file(), f"{script} is missing: is the project installed (make install)?"
     return [str(script)]
+
+
+STOCK_KSERVE = Path(__file__).resolve().with_name("stock_kserve.py")
+
+
+@pytest.fixture(scope="session")
+def stock_kserve(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Predictor]:
+    """Stock KServe (`stock_kserve.py`) serving the same linear map as the shared predictor: the reference."""
+    log_dir = tmp_path_factory.mktemp("stock-kserve")
+    port = free_port()
+    argv = [sys.executable, str(STOCK_KSERVE), "--model_dir", str(model_dir), "--model_name", MODEL_NAME,
+            "--http_port", str(port), "--enable_grpc", "false"]
+    with open(log_dir / "stdout.log", "wb") as out, open(log_dir / "stderr.log", "wb") as err:
+        process = subprocess.Popen(argv, stdout=out, stderr=err, cwd=str(log_dir))
+    server = Predictor(process, port, log_dir)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()

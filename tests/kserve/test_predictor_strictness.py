@@ -97,7 +97,7 @@ CASES: list[tuple[str, str, Any, int, str]] = [
     ("V2 null in data", V2, v2([1, 13], row_with(12, None)), 400, "feature LSTAT must be a number, got null"),
     ("V2 NaN in data", V2, '{"inputs": [{"name": "f", "shape": [1, 13], "datatype": "FP64", "data": '
      '[0, 18, 2.31, 0, NaN, 6.575, 65.2, 4.09, 1, 296, 15.3, 396.9, 4.98]}]}', 400, "feature NOX is not finite"),
-    ("V2 empty batch", V2, v2([0, 13], []), 400, "is empty"),
+    ("V2 empty batch with data", V2, v2([0, 13], [1.0]), 400, "has 1 values, but its shape needs 0"),
     ("V2 batch over the maximum", V2, v2([MAX_BATCH + 1, 13], ROW * (MAX_BATCH + 1)), 413, "over the limit"),
     ("V2 unknown feature tensor", V2, {"inputs": [{"name": n if n != "AGE" else "age", "shape": [1],
                                                    "datatype": "FP64", "data": [1.0]} for n in NAMES]}, 400,
@@ -182,6 +182,14 @@ def test_v2_requests_stock_kserve_accepts_are_answered(predictor: Any, body: dic
     assert response.status == 200, response.body
     (output,) = response.json()["outputs"]
     assert output["shape"] == [1, 1] and output["datatype"] == "FP64" and isinstance(output["data"][0], float)
+
+
+def test_v2_empty_batch_is_an_empty_answer(predictor: Any) -> None:
+    # As stock KServe answers a [0, 13] tensor (V1's empty "instances" stays a 400: TF Serving refuses it).
+    response = predictor.post(V2, v2([0, 13], []))
+    assert response.status == 200, response.body
+    assert response.json()["outputs"][0] | {"name": None} == {"name": None, "shape": [0, 1], "datatype": "FP64",
+                                                               "data": []}
 
 
 def test_wrong_method_and_unknown_routes(predictor: Any) -> None:
