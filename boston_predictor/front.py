@@ -115,7 +115,9 @@ class PredictFront:
             handle = {"v1": model.handle_v1, "v2": model.handle_v2, "explain": model.handle_explain}[protocol]
             status, answer = 200, handle(body)
         except NotOwned:
-            await self.app(scope, _replay(body, receive), send)  # KServe's dataplane, then BostonHousingModel.predict
+            # KServe's dataplane, then BostonHousingModel.predict; a JSON body without Content-Type is labelled so.
+            delegated = scope if binary else _labelled_json(scope)
+            await self.app(delegated, _replay(body, receive), send)
             return
         except _BodyTooLarge as exc:
             if model.spec is not None:
@@ -196,9 +198,9 @@ async def _discard_body(receive: Receive) -> None:
 def _check_content_type(scope: Scope, protocol: str) -> bool:
     """Whether the body uses the V2 binary tensor extension; raises 415 for bodies neither path reads.
 
-    V1 reads JSON, or a body without Content-Type (as KServe's V1 endpoint does). V2 reads any JSON media type and
-    binary tensor bodies (``Inference-Header-Content-Length``, decoded by KServe's dataplane); like KServe's V2
-    endpoint, it refuses a body without Content-Type.
+    V1 reads JSON, or a body without Content-Type (as KServe's V1 endpoint does). V2 reads any JSON media type,
+    binary tensor bodies (``Inference-Header-Content-Length``, decoded by KServe's dataplane) and, as JSON, a body
+    without Content-Type: tritonclient sends its JSON requests so, and KServe 0.21's V2 endpoint refuses them.
     """
     binary = False
     media: str | None = None  # None: no Content-Type header
@@ -216,11 +218,19 @@ def _check_content_type(scope: Scope, protocol: str) -> bool:
             raise RequestError(415, "compressed request bodies are not supported: send plain JSON")
         elif key == b"inference-header-content-length" and protocol == "v2":
             binary = True
-    if protocol == "v2" and not binary and not (media == "application/json" or (media or "").endswith("+json")):
-        shown = f"Content-Type {media[:60]!r}" if media is not None else "a body without Content-Type"
-        raise RequestError(415, f"unsupported {shown}: send application/json, or binary tensors with "
-                                f"Inference-Header-Content-Length")
+    if protocol == "v2" and not binary and media is not None and media != "application/json" and not (
+        media.endswith("+json")
+    ):
+        raise RequestError(415, f"unsupported Content-Type {media[:60]!r}: send application/json, or binary tensors "
+                                f"with Inference-Header-Content-Length")
     return binary
+
+
+def _labelled_json(scope: Scope) -> Scope:
+    """``scope`` with ``Content-Type: application/json`` when it has no Content-Type (KServe reads it as binary)."""
+    if any(key == b"content-type" for key, _ in scope["headers"]):
+        return scope
+    return {**scope, "headers": [*scope["headers"], (b"content-type", b"application/json")]}
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
