@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             raise StartupError("self-check failed: TensorFlow was imported into the server process")
     except StartupError as exc:
         # One line, no traceback: this is what `kubectl logs` shows for a crash-looping predictor.
-        print(f"predictor: cannot start: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        print(f"predictor: cannot start: {exc}", file=sys.stderr, flush=True)
         return 1
     options = ServeOptions(
         http_port=args.http_port,

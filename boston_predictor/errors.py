@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from components.common.errors import OneLineError
+
 
 class RequestError(Exception):
     """A request the server refuses; the message names what is wrong and never carries paths or values of the env.
@@ -17,5 +19,5 @@ class RequestError(Exception):
         self.message = message
 
 
-class StartupError(RuntimeError):
-    """The server cannot start; the message is the one line printed on stderr."""
+class StartupError(OneLineError):
+    """The server cannot start; the message is the one line printed on stderr (the project's one-line error)."""
