@@ -345,7 +345,7 @@ def current_namespace(path: Path = SERVICE_ACCOUNT_NAMESPACE_FILE) -> str:
     except OSError:
         namespace = ""
     if not namespace:
-        raise KServeDeployError("no namespace given and not running in a pod: set the kserve_namespace parameter")
+        raise KServeDeployError("no namespace given and not running in a pod: set the serving key 'namespace'")
     return namespace
 
 
