@@ -8,7 +8,7 @@ PREDICTOR_IMAGE ?= ghcr.io/boston-housing-kfp/boston-housing-predictor:0.1.0
 YAML   ?= boston_housing_pipeline.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint compile predict down clean bench notebook image push
+.PHONY: help install run test lint compile predict down clean bench notebook image push wheelhouse base-image image-local
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,10 +50,52 @@ clean: ## stop local services, remove build outputs and caches (keeps .venv)
 	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
 DOCKER ?= docker
+# Base of both images: python:3.11-slim for users; `make image-local` uses a stand-in built from Debian packages.
+BASE_IMAGE ?= python:3.11-slim
+LOCAL_BASE_IMAGE ?= localhost/boston-housing-kfp/base:bookworm
+WHEELHOUSE ?= build/wheelhouse
+VERSION  := $(shell sed -n 's/^version = //p' setup.cfg)
+REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+SOURCE   ?= https://github.com/boston-housing-kfp/boston-housing-kfp
+PROJECT_FILES := setup.cfg pyproject.toml README.md LICENSE \
+	$(shell find components pipeline boston_predictor -type f -not -path '*/__pycache__/*' 2>/dev/null)
+IMAGE_ARGS = --build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg VERSION=$(VERSION) \
+	--build-arg REVISION=$(REVISION) --build-arg SOURCE=$(SOURCE)
 
-image: ## build the component and predictor images (IMAGE=…, PREDICTOR_IMAGE=…; kserve/Dockerfile.*)
-	$(DOCKER) build -f kserve/Dockerfile.component -t $(IMAGE) .
-	$(DOCKER) build -f kserve/Dockerfile.predictor -t $(PREDICTOR_IMAGE) .
+# The wheelhouse: every wheel the images install, fetched by the host's pip (pinned by constraints.txt), so image
+# builds need no network and rebuild from cache. serve/ = the predictor's closure; steps/ = the rest of the
+# components' closure; project/ = this project's wheel (reproducible: SOURCE_DATE_EPOCH from the last commit).
+$(WHEELHOUSE)/serve/.filled: constraints.txt kserve/requirements-predictor.txt | $(STAMP)
+	rm -rf $(@D) && mkdir -p $(@D)
+	$(BIN)/python -m pip wheel --quiet --wheel-dir $(@D) -c constraints.txt -r kserve/requirements-predictor.txt
+	@touch $@
+
+$(WHEELHOUSE)/steps/.filled: constraints.txt setup.cfg $(WHEELHOUSE)/serve/.filled
+	rm -rf $(@D) && mkdir -p $(@D)
+	$(BIN)/python -c "import configparser as c; p = c.ConfigParser(); p.read('setup.cfg'); \
+		print(p['options']['install_requires'].strip())" > $(WHEELHOUSE)/requirements-steps.txt
+	$(BIN)/python -m pip wheel --quiet --wheel-dir $(@D) -c constraints.txt --find-links $(WHEELHOUSE)/serve \
+		-r $(WHEELHOUSE)/requirements-steps.txt
+	cd $(@D) && for wheel in *.whl; do if [ -e ../serve/$$wheel ]; then rm $$wheel; fi; done
+	@touch $@
+
+$(WHEELHOUSE)/project/.filled: $(PROJECT_FILES) | $(STAMP)
+	rm -rf $(@D) build/lib build/bdist.* && mkdir -p $(@D)
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 315532800) \
+		$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir $(@D) .
+	@touch $@
+
+wheelhouse: $(WHEELHOUSE)/serve/.filled $(WHEELHOUSE)/steps/.filled $(WHEELHOUSE)/project/.filled ## fill build/wheelhouse from constraints.txt (host pip; images install it with --no-index)
+
+base-image: ## build the local stand-in base $(LOCAL_BASE_IMAGE) from Debian packages (root; no registry needed)
+	DOCKER=$(DOCKER) kserve/base-image.sh $(LOCAL_BASE_IMAGE)
+
+image: wheelhouse ## build the component and predictor images (BASE_IMAGE=…, IMAGE=…, PREDICTOR_IMAGE=…)
+	$(DOCKER) build --quiet -f kserve/Dockerfile.component $(IMAGE_ARGS) -t $(IMAGE) .
+	$(DOCKER) build --quiet -f kserve/Dockerfile.predictor $(IMAGE_ARGS) -t $(PREDICTOR_IMAGE) .
+
+image-local: base-image ## `make image` on the local base: for machines that cannot pull python:3.11-slim
+	$(MAKE) image BASE_IMAGE=$(LOCAL_BASE_IMAGE)
 
 push: image ## push both images; then `make compile IMAGE=…` points the pipeline at yours
 	$(DOCKER) push $(IMAGE)
