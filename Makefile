@@ -55,7 +55,7 @@ BASE_IMAGE ?= python:3.11-slim
 LOCAL_BASE_IMAGE ?= localhost/boston-housing-kfp/base:bookworm
 WHEELHOUSE ?= build/wheelhouse
 VERSION  := $(shell sed -n 's/^version = //p' setup.cfg)
-REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)$(shell test -z "$$(git status --porcelain 2>/dev/null)" || echo -dirty)
 SOURCE   ?= https://github.com/boston-housing-kfp/boston-housing-kfp
 PROJECT_FILES := setup.cfg pyproject.toml README.md LICENSE \
 	$(shell find components pipeline boston_predictor -type f -not -path '*/__pycache__/*' 2>/dev/null)

@@ -44,6 +44,10 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--model-name", default=config.MODEL_NAME, help="served model name and S3 prefix")
     serve.add_argument("--bucket", default=config.BUCKET, help="S3 bucket for model versions")
     serve.add_argument("--port", type=int, default=config.LOCAL_PORT, help="port of the local predictor (127.0.0.1)")
+    parser.add_argument("--runner", choices=("subprocess", "docker"), default="subprocess",
+                        help="subprocess: every step in this environment (default); docker: every step in a "
+                             "container of the component image and the model served by the predictor image, "
+                             "like a KServe pod (needs a Docker engine and `make image-local`)")
     parser.add_argument("--cache", action="store_true",
                         help="reuse results of unchanged steps from an earlier run (deploy always runs)")
     parser.add_argument("--verbose", action="store_true",
@@ -116,7 +120,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline import runner
 
     _preflight_source(args.source, args.drop_columns)
-    result = runner.run_local(_run_arguments(args), cache=args.cache, verbose=args.verbose, yaml_path=args.yaml)
+    result = runner.run_local(_run_arguments(args), cache=args.cache, verbose=args.verbose, yaml_path=args.yaml,
+                              runner=args.runner)
     print(_summary(result, args.model_name))
     return 0 if result.passed else 3
 
@@ -228,6 +233,10 @@ def cmd_down(args: argparse.Namespace) -> int:
         served = stop_served(state, port)
         if served:
             print(f"stopped the predictor on {served.url} (pid {served.pid})")
+    from pipeline.docker_run import stop_served as stop_containers
+
+    for served in stop_containers(state, args.port):
+        print(f"stopped the predictor container {served.name} on {served.url}")
     if args.port is None and embedded_s3.stop(state):
         print("stopped the embedded S3 store (data kept in the state folder)")
     return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from components.common.store import S3Settings
+from components.deploy.container_target import ServedContainer
 from components.deploy.local import ServedModel
 from pipeline import config
 
@@ -85,9 +86,12 @@ def store_environment(settings: S3Settings) -> Iterator[None]:
 
 def run_compiled(
     yaml_path: Path, arguments: Mapping[str, Any], pipeline_root: Path, caching: bool = False,
-    cache_root: Path | None = None,
+    cache_root: Path | None = None, runner: Any = None,
 ) -> Any:
-    """Runs a compiled pipeline YAML on kfp.local in this Python environment.
+    """Runs a compiled pipeline YAML on kfp.local, in this Python environment unless ``runner`` says otherwise.
+
+    Args:
+        runner: A kfp.local runner; default: ``SubprocessRunner(use_venv=False)``, the steps in this environment.
 
     Returns:
         The pipeline task; ``.output`` is the gate decision.
@@ -101,7 +105,8 @@ def run_compiled(
     warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*", category=RuntimeWarning)
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*", category=UserWarning)
     local.init(
-        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True,
+        runner=runner or local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
+        raise_on_error=True,
         enable_caching=caching, cache_root=str(cache_root) if cache_root else None,
     )
     pipeline_fn = components.load_component_from_file(str(yaml_path))
@@ -117,7 +122,7 @@ class LocalRun:
     report_path: str
     predictions_path: str
     champion: dict[str, Any] | None
-    served: ServedModel | None
+    served: ServedModel | ServedContainer | None
     yaml_path: Path
     log_path: Path
     seconds: float
@@ -130,16 +135,19 @@ def run_local(
     verbose: bool = False,
     yaml_path: Path | None = None,
     stage: Callable[[str], None] = print,
+    runner: str = "subprocess",
 ) -> LocalRun:
     """The embedded default end to end: start (or find) the store, compile, run the compiled YAML on kfp.local.
 
     Args:
-        arguments: Pipeline parameters; the ``serving`` target is "local" (its other keys, such as ``local_port``,
-            may be given) and ``s3_endpoint`` defaults to "" (the store is handed to the steps through the environment).
+        arguments: Pipeline parameters; the ``serving`` target is "local" ("container" with the docker runner; its
+            other keys, such as ``local_port``, may be given) and ``s3_endpoint`` defaults to "" (the store is handed to the steps through the environment).
         cache: Reuse results of unchanged steps (deploy always runs).
         verbose: Print kfp.local's full log instead of the condensed view.
         yaml_path: Where to write the compiled YAML (default: in the state folder).
         stage: Receives progress lines.
+        runner: "subprocess" (every step in this environment) or "docker" (every step in the component image,
+            the model served by a predictor container; pipeline/docker_run.py).
     """
     from components.common import embedded_s3
     from components.common.store import ObjectStore
@@ -150,7 +158,9 @@ def run_local(
     started = time.monotonic()
     # TensorFlow's C++ start-up chatter would bury the steps' progress lines (the steps inherit the environment).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    serving = {"target": "local", **arguments.get("serving", {})}
+    if runner not in ("subprocess", "docker"):
+        raise ValueError(f"unknown runner {runner!r}: use 'subprocess' or 'docker'")
+    serving = {"target": "container" if runner == "docker" else "local", **arguments.get("serving", {})}
     arguments = {"s3_endpoint": "", **arguments, "serving": serving}
     state = embedded_s3.state_dir()
     stage("==> starting the object store")
@@ -161,25 +171,43 @@ def run_local(
     yaml_path = Path(yaml_path or state / "compiled" / DEFAULT_YAML)
     stage(f"==> compiling the pipeline to {yaml_path}")
     compile_pipeline(yaml_path)
-    stage("==> running the compiled pipeline on kfp.local (load -> split -> train -> evaluate -> gate -> deploy)")
+    where = " in containers of the component image" if runner == "docker" else ""
+    stage(f"==> running the compiled pipeline on kfp.local{where} (load -> split -> train -> evaluate -> gate -> "
+          "deploy)")
     log_path = state / "logs" / f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     stage(f"    full log: {log_path}")
-    with store_environment(settings), open(log_path, "w") as full_log:
+    with contextlib.ExitStack() as stack:
+        kfp_runner = None
+        if runner == "docker":
+            from pipeline import docker_run
+
+            kfp_runner = stack.enter_context(docker_run.docker_runner(
+                settings, state, state / "pipeline_root", config.IMAGE,
+                serving.get("predictor_image", config.PREDICTOR_IMAGE)))
+        stack.enter_context(store_environment(settings))
+        full_log = stack.enter_context(open(log_path, "w"))
         stream = sys.stdout if verbose else CondensedLog(sys.stdout, full_log)
         with contextlib.redirect_stdout(stream):
             task = run_compiled(yaml_path, arguments, state / "pipeline_root", caching=cache,
-                                cache_root=state / "cache")
+                                cache_root=state / "cache", runner=kfp_runner)
     passed = bool(task.outputs["gate_passed"])
     bucket = arguments.get("bucket", config.BUCKET)
     model_name = arguments.get("model_name", config.MODEL_NAME)
+    port = int(serving.get("local_port", config.LOCAL_PORT))
+    if passed and runner == "docker":
+        from pipeline import docker_run
+
+        served = docker_run.find_served(state, port)
+    else:
+        served = read_served(state, port) if passed else None
     return LocalRun(
         passed=passed,
         metrics=dict(task.outputs["metrics"].metadata),
         report_path=task.outputs["report"].path,
         predictions_path=task.outputs["predictions"].path,
         champion=read_champion(store, bucket, model_name) if passed else None,
-        served=read_served(state, int(serving.get("local_port", config.LOCAL_PORT))) if passed else None,
+        served=served,
         yaml_path=yaml_path,
         log_path=log_path,
         seconds=time.monotonic() - started,

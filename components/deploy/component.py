@@ -1,4 +1,5 @@
-"""KFP component: store the model in S3 and serve it (locally, or as a KServe InferenceService)."""
+"""KFP component: store the model in S3 and serve it (a local process, a local KServe-shaped pod of containers, or a
+KServe InferenceService)."""
 
 from typing import NamedTuple
 
@@ -61,6 +62,12 @@ def deploy_model(
             )
             Path(applied_spec.path).write_text(dumps({"target": "local", "url": result.endpoint,
                                                       "storage_uri": result.model_uri}))
+        elif settings.target == "container":
+            from components.deploy import container_target as ct
+
+            options = ct.ContainerOptions.from_env(settings.predictor_image, settings.local_port, config.IMAGE)
+            result = ct.deploy_container(store, Path(model.path), predictions_frame, feature_names, scores,
+                                         bucket, model_name, options, Path(applied_spec.path))
         else:
             from components.deploy import kserve_target as kt
 

@@ -16,7 +16,7 @@ from typing import Any
 from components import config
 from components.deploy.errors import DeployError
 
-TARGETS = ("kserve", "local")
+TARGETS = ("kserve", "local", "container")
 
 
 class ServingSettingsError(DeployError):
@@ -28,7 +28,8 @@ class ServingSettings:
     """The ``serving`` parameter, typed.
 
     Attributes:
-        target: "kserve" (an InferenceService) or "local" (a predictor process; what `boston-pipeline run` uses).
+        target: "kserve" (an InferenceService), "local" (a predictor process; what `boston-pipeline run` uses) or
+            "container" (a KServe-shaped pod on the local Docker engine; `boston-pipeline run --runner docker`).
         namespace: Namespace of the InferenceService; empty = the namespace the run executes in.
         runtime: "tensorflow" (KServe's TF Serving runtime) or "custom" (the project's predictor image).
         runtime_version: tensorflow/serving image tag, at least the TensorFlow that trained the model.
@@ -43,7 +44,7 @@ class ServingSettings:
         canary_traffic_percent: Traffic share of the new revision; 100 rolls out fully.
         istio_sidecar: Inject the Istio sidecar into the predictor pods.
         ready_timeout_s: Seconds the new InferenceService generation may take to become Ready.
-        local_port: Port of the local predictor (target "local"), bound to 127.0.0.1.
+        local_port: Port of the local predictor (targets "local" and "container"), on 127.0.0.1.
     """
 
     target: str = config.DEPLOY_TARGET
@@ -95,7 +96,7 @@ def parse_serving(values: Mapping[str, Any]) -> ServingSettings:
         settings[key] = _typed(key, kinds[key], value)
     parsed = ServingSettings(**settings)
     if parsed.target not in TARGETS:
-        raise ServingSettingsError(f"unknown deploy target {parsed.target!r}: use 'local' or 'kserve'")
+        raise ServingSettingsError(f"unknown deploy target {parsed.target!r}: use 'local', 'container' or 'kserve'")
     return parsed
 
 
