@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from components.common.errors import OneLineError
 from components.common.store import S3Settings
 from components.deploy import container_target
 
@@ -27,7 +28,7 @@ IMAGE_UID = 1000  # the images' user (kserve/Dockerfile.*)
 DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 
 
-class ContainerRunError(ValueError):
+class ContainerRunError(OneLineError):
     """The container run cannot start (no engine, no image); the message is one line that says what to do."""
 
 

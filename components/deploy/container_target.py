@@ -21,17 +21,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components.common.errors import first_line
 from components.common.store import ObjectStore, S3Settings
 from components.common.versions import read_champion
+from components.deploy.errors import DeployError
 
-# INTERIM until core's split lands (components.common.errors.first_line, the builder's container shape).
+# INTERIM until core's split lands: the builder's container shape (one pure function, shared with kserve_target).
 from components.deploy.kserve_target import MODEL_MOUNT, PREDICTOR_PORT
-from components.deploy.local import DeployError
-
-
-def first_line(text: object, default: str = "") -> str:
-    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
-    return lines[0] if lines else default
 
 
 @dataclass(frozen=True)
@@ -46,6 +42,7 @@ def custom_container(model_name: str, uri: str) -> CustomContainer:
     return CustomContainer(("--model_name", model_name, "--model_dir", MODEL_MOUNT, "--http_port",
                             str(PREDICTOR_PORT), "--bind", "0.0.0.0"), {"STORAGE_URI": uri}, PREDICTOR_PORT,
                            MODEL_MOUNT)
+
 
 if TYPE_CHECKING:
     import docker
