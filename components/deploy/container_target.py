@@ -302,7 +302,7 @@ def deploy_container(
     from components.deploy.local import smoke_test
 
     client = client or engine()
-    location, manifest = store_version(store, bucket, model_name, model_dir)
+    location, manifest = store_version(store, bucket, model_name, model_dir, metrics)
     log(f"stored {len(manifest['files'])} files under {location.uri}")
     previous = read_champion(store, bucket, model_name)
     replaced = stop(client, options.scope, options.port)
@@ -331,4 +331,5 @@ def deploy_container(
         "image": options.predictor_image, "args": list(shape.args), "env": dict(shape.env),
         "initializer_image": options.initializer_image,
     }, indent=2, sort_keys=True))
+    # No champion lock file: the state folder is the host's, not this container's; the move re-checks `previous`.
     return promote(store, location, manifest, metrics, feature_names, previous, served.url)
