@@ -141,7 +141,8 @@ def run_local(
 
     Args:
         arguments: Pipeline parameters; the ``serving`` target is "local" ("container" with the docker runner; its
-            other keys, such as ``local_port``, may be given) and ``s3_endpoint`` defaults to "" (the store is handed to the steps through the environment).
+            other keys, such as ``local_port``, may be given) and ``s3_endpoint`` defaults to "" (the store is
+            handed to the steps through the environment).
         cache: Reuse results of unchanged steps (deploy always runs).
         verbose: Print kfp.local's full log instead of the condensed view.
         yaml_path: Where to write the compiled YAML (default: in the state folder).
