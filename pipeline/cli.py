@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"predictor URL (default: the local deployment, else http://{config.LOCAL_HOST}:"
                            f"{config.LOCAL_PORT})")
     pred.add_argument("--model-name", default=config.MODEL_NAME, help="served model name")
+    pred.add_argument("--explain", action="store_true",
+                      help="also print why: the baseline and each feature's contribution (the :explain route)")
 
     down = commands.add_parser("down", help="stop the local predictor and the embedded S3 store",
                                description="Stop every local predictor and the embedded S3 store. Models, data and "
@@ -212,6 +214,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         rows = np.asarray([args.values], dtype=np.float64)
     else:
         raise CliError("give one row of feature values, or --csv FILE")
+    if args.explain:
+        from pipeline.explain import contributions_table, explain_live
+
+        explained = explain_live(url, args.model_name, rows)
+        print("\n\n".join(contributions_table(e, f"row {i + 1}: " if len(explained) > 1 else "")
+                           for i, e in enumerate(explained)))
+        return 0
     try:
         predictions = predict_v1(url, args.model_name, rows)
     except DeployError as exc:

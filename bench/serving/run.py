@@ -131,17 +131,19 @@ class Server:
     """How to start one server and talk to it."""
 
     label: str
-    protocol: str  # "v1" or "v2"
+    protocol: str  # "v1", "v2" or "explain" (V1 bodies to :explain)
     argv: Callable[[int], list[str]]
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path = REPO
     batches: bool = True
 
     def path(self) -> str:
+        if self.protocol == "explain":
+            return f"/v1/models/{MODEL_NAME}:explain"
         return f"/v1/models/{MODEL_NAME}:predict" if self.protocol == "v1" else f"/v2/models/{MODEL_NAME}/infer"
 
     def body(self, rows: int) -> bytes:
-        if self.protocol == "v1":
+        if self.protocol in ("v1", "explain"):  # :explain takes exactly the bodies :predict takes
             return json.dumps({"instances": [ROW] * rows}).encode()
         request = {"inputs": [{"name": "predict", "shape": [rows, len(ROW)], "datatype": "FP64", "data": ROW * rows}]}
         return json.dumps(request).encode()
@@ -398,6 +400,7 @@ def render(
         "cold_start_s": ours_v1.cold_start_s,
         "rss_mb": ours_v1.rss_mb,
     }
+    lines += explain_lines(results)
     lines += ["", "Goals from the issue, for ours (V1):", "", "| goal | measured | met |", "|---|---:|:---:|"]
     for label, key, op, target in GOALS:
         value = ours[key]
@@ -414,6 +417,25 @@ def render(
     if errors:
         lines.append(f"**Errors were seen for: {', '.join(errors)}** (raw output in bench/results/serving/).")
     return "\n".join(lines) + "\n"
+
+
+EXPLAIN_GOAL = 2.0  # explaining may cost at most twice predicting
+
+
+def explain_lines(results: Sequence[Measured]) -> list[str]:
+    """Explaining against predicting on the same server, same run: cost ratios (time per request or per row)."""
+    predict = next(m for m in results if m.server.label.startswith("ours") and m.server.protocol == "v1")
+    explain = next((m for m in results if m.server.protocol == "explain"), None)
+    if explain is None:
+        return []
+    ratios = [("c=1 req/s", predict.c1.requests_per_s / explain.c1.requests_per_s),
+              ("c=16 req/s", predict.c16.requests_per_s / explain.c16.requests_per_s)]
+    ratios += [(f"{n:,} rows/request".replace(",", " "), predict.rows_per_s[n] / explain.rows_per_s[n])
+               for n in BATCH_SIZES if n in predict.rows_per_s and n in explain.rows_per_s]
+    lines = ["", f"Explaining against predicting (ours, V1; cost = predict's rate / explain's rate; goal ≤ "
+                 f"{EXPLAIN_GOAL:g}×):", "", "| load | cost of explain | within goal |", "|---|---:|:---:|"]
+    lines += [f"| {label} | {ratio:.2f}× | {'yes' if ratio <= EXPLAIN_GOAL else 'no'} |" for label, ratio in ratios]
+    return lines
 
 
 def package_version(python: Path | str, name: str) -> str:
@@ -458,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         Server("ours: kserve/predictor.py (V1)", "v1", lambda p: [*ours_argv, "--http_port", str(p)]),
         Server("ours: kserve/predictor.py (V2)", "v2", lambda p: [*ours_argv, "--http_port", str(p)],
                batches=False),
+        Server("ours: kserve/predictor.py (V1 :explain)", "explain", lambda p: [*ours_argv, "--http_port", str(p)]),
         Server("MLServer 1.7.1 + mlserver-sklearn, defaults (V2)", "v2", mlserver_argv, cwd=mlserver_dir),
         # Its latency log line per request is turned off (it costs KServe about a third of its throughput), so the
         # peer is the tuned one a careful user would run, not the slowest possible.

@@ -40,6 +40,8 @@ import json
 print("PROBE " + json.dumps({
     "kernel": sys.executable, "passed": run.passed, "metrics": run.metrics, "pid": served.pid,
     "expected": expected.tolist(), "v1": v1.json(), "v2": v2.json(),
+    "explanation": dataclasses.asdict(explanation), "versions": [v.version for v in versions],
+    "champion": run.champion["version"],
 }))
 """
 
@@ -164,6 +166,19 @@ def test_v1_and_v2_answers_equal_evaluates_predictions(executed):
     np.testing.assert_allclose(probe["v2"]["outputs"][0]["data"], expected, atol=1e-5)
     curl = _text(_cell(executed["notebook"], "curl"))
     assert curl.count("curl -s -H 'Content-Type: application/json'") == 2
+
+
+def test_the_notebook_explains_one_house_from_the_live_endpoint(executed):
+    probe = executed["probe"]
+    explanation = probe["explanation"]
+    assert explanation["prediction"] == pytest.approx(probe["expected"][0], abs=1e-5)
+    total = sum(explanation["contributions"].values())
+    assert abs(total - (explanation["prediction"] - explanation["baseline"])) <= 1e-9
+    assert len(explanation["contributions"]) == 13
+    cell = _cell(executed["notebook"], "explain")
+    assert any("image/png" in o.get("data", {}) for o in cell.outputs)
+    assert probe["champion"] in probe["versions"]
+    assert "verified: all" in _text(_cell(executed["notebook"], "registry"))
 
 
 def test_without_kfp_host_the_cluster_section_explains_and_skips(executed):

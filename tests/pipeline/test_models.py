@@ -181,6 +181,7 @@ def test_promote_and_rollback_end_to_end_on_the_local_target(capsys, store, thre
     assert code == 0 and f"champion: {three[1].version} → {three[0].version}" in out
     url = f"http://127.0.0.1:{port}"
     np.testing.assert_allclose(predict_v1(url, MODEL, rows), three[0].predict(rows), atol=1e-9)
+    check_predict_explain(capsys, url, three[0], rows[0])
     code, out, _ = cli(capsys, "models", "promote", three[2].version, "--bucket", bucket)  # port from the record
     assert code == 0 and f"{three[0].version} → {three[2].version}" in out
     np.testing.assert_allclose(predict_v1(url, MODEL, rows), three[2].predict(rows), atol=1e-9)
@@ -200,6 +201,25 @@ def test_promote_and_rollback_end_to_end_on_the_local_target(capsys, store, thre
     assert listed[three[1].version].champion and listed[three[1].version].serving == url
     code, _, err = cli(capsys, "models", "promote", "champion", "--bucket", bucket)
     assert code == 2 and "is already the champion" in err
+
+
+def check_predict_explain(capsys, url: str, served: Stored, row: np.ndarray) -> None:
+    """`boston-pipeline predict --explain` prints prediction = baseline + one contribution per feature."""
+    code, out, err = cli(capsys, "predict", "--url", url, "--explain", *(repr(float(v)) for v in row))
+    assert code == 0, err
+    head, *lines = out.strip().splitlines()
+    baseline = float(np.full(len(FEATURES), 3.0) @ served.weights + served.bias)
+    prediction = float(served.predict(row.reshape(1, -1))[0])
+    assert head.startswith(f"prediction {prediction:.4f} = baseline {baseline:.4f}")
+    shown = {line.split()[0]: float(line.split()[-1]) for line in lines[1:-1]}
+    expected = dict(zip(FEATURES, served.weights * (row - 3.0), strict=True))
+    assert shown.keys() == expected.keys()
+    assert all(abs(shown[k] - expected[k]) < 1e-4 for k in FEATURES)
+    ranked = [abs(v) for v in shown.values()]
+    assert ranked == sorted(ranked, reverse=True)  # largest contribution first
+    assert float(lines[-1].split()[-1]) == pytest.approx(prediction - baseline, abs=1e-4)
+    code, _, err = cli(capsys, "predict", "--url", url, "--explain", "1", "2")
+    assert code == 2 and err.count("\n") == 1 and "has 2 values, expected 13" in err
 
 
 def test_a_version_that_fails_to_serve_leaves_the_champion_serving(capsys, store, three, bucket, port, tmp_path):
