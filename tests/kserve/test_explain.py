@@ -121,3 +121,21 @@ def test_a_card_without_training_means_cannot_explain_but_still_predicts(model_c
     assert response.status == 501 and "no training feature means" in response.json()["error"]
     assert server.post(EXPLAIN, {"instances": [ROW[:3]]}).status == 400  # a bad body is still a 400 first
     assert server.post(PREDICT, {"instances": [ROW]}).status == 200
+
+
+def test_the_encoder_writes_what_orjson_writes_for_the_dicts():
+    import orjson
+
+    from boston_predictor.explain import Explainer, as_dicts, encode_explanations, explanations
+    from boston_predictor.spec import ModelSpec
+
+    names = ("a%b", 'q"uote', "plain")  # JSON escaping and the format character survive
+    model = fmt.LinearModel(names, np.array([1.5, -2.0, 1e-3]), 4.0)
+    spec = ModelSpec("m", model, "y", "features", "serving_default", None, 100)
+    card = {"feature_means": [1.0, 2.0, 3.0]}
+    explainer = Explainer.from_card(card, spec)
+    rows = np.random.default_rng(1).normal(0, 1e3, (50, 3))
+    predictions, contributions = explanations(spec, explainer, rows)
+    encoded = encode_explanations(explainer, predictions, contributions)
+    assert encoded == orjson.dumps(as_dicts(spec, explainer, predictions, contributions))
+    assert orjson.loads(encoded)["explanations"][0]["contributions"]["a%b"] == 1.5 * (rows[0, 0] - 1.0)
