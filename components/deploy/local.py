@@ -156,12 +156,20 @@ def start_predictor(
     raise DeployError(f"predictor not ready on {url} after {timeout:.0f} s: {_last_line(log)}")
 
 
+def v1_request(rows: np.ndarray) -> dict[str, Any]:
+    """The smoke test's body: TensorFlow Serving's V1 REST row format, ``{"instances": [[13 numbers], ...]}``.
+
+    V1 is the protocol both serving runtimes speak: KServe's TF Serving runtime (``kserve-tensorflow-serving``)
+    declares only ``v1`` and ``grpc-v1``, so a ``tensorflow`` deploy is smoke-tested over V1, never V2
+    (tests/kserve/test_tf_serving_contract.py feeds this body to the exported SavedModel as TF Serving reads it).
+    """
+    return {"instances": np.asarray(rows, dtype=np.float64).tolist()}
+
+
 def predict_v1(url: str, model_name: str, rows: np.ndarray, timeout: float = 10.0) -> np.ndarray:
-    """Calls the V1 predict endpoint and returns one prediction per row."""
+    """Calls the V1 predict endpoint (`v1_request`) and returns one prediction per row."""
     try:
-        response = requests.post(
-            f"{url}/v1/models/{model_name}:predict", json={"instances": np.asarray(rows).tolist()}, timeout=timeout
-        )
+        response = requests.post(f"{url}/v1/models/{model_name}:predict", json=v1_request(rows), timeout=timeout)
     except requests.ConnectionError:
         raise DeployError(f"cannot reach {url}: is the predictor running? (`boston-pipeline run` starts it)") from None
     except requests.Timeout:
@@ -177,6 +185,8 @@ def predict_v1(url: str, model_name: str, rows: np.ndarray, timeout: float = 10.
 
 def smoke_test(url: str, model_name: str, rows: np.ndarray, expected: np.ndarray, atol: float = SMOKE_ATOL) -> float:
     """Sends ``rows`` to the live endpoint; raises DeployError unless it answers ``expected`` within ``atol``.
+
+    Over V1 for both runtimes (see `v1_request`: the TF Serving runtime serves V1 only).
 
     Returns:
         The largest absolute difference seen.
