@@ -374,7 +374,8 @@ def render(
         "",
         f"Measured {now} on {machine_line()}. wrk on loopback, one server at a time, each c=1/c=16 figure the "
         f"median of {repeats} runs of {seconds:g} s; "
-        "same model (13 features) everywhere. Command: `.venv/bin/python bench/serving/run.py`.",
+        "same model (13 features) everywhere. Command: "
+        f"`{' '.join(['.venv/bin/python', 'bench/serving/run.py', *sys.argv[1:]])}`.",
         "",
         "| server | c=1 req/s | c=1 p50 | c=16 req/s | c=16 p99 | cold start | RSS |",
         "|---|---:|---:|---:|---:|---:|---:|",
