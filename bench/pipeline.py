@@ -32,13 +32,13 @@ def _free_port() -> int:
 
 def one_process(state: Path, port: int) -> float:
     """load -> split -> train -> evaluate -> store + serve + smoke test, in this process (no KFP)."""
-    from components.common import embedded_s3
     from components.common.store import ObjectStore
     from components.deploy.core import deploy_local
     from components.evaluate.core import evaluate_model_dir, flat_metrics
     from components.load.core import load_table
     from components.split.core import split_frame
     from components.train.core import train_model
+    from pipeline import embedded_s3
     from pipeline.runner import store_environment
 
     started = time.perf_counter()

@@ -193,13 +193,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from components.common import embedded_s3
+    from components.common.state import state_dir
     from components.deploy.errors import DeployError
     from components.deploy.local import predict_v1, read_served
 
     url = args.url
     if url is None:
-        served = read_served(embedded_s3.state_dir(), config.LOCAL_PORT)
+        served = read_served(state_dir(), config.LOCAL_PORT)
         url = served.url if served else f"http://{config.LOCAL_HOST}:{config.LOCAL_PORT}"
     if args.csv:
         from components.load.core import parse_csv, read_source
@@ -231,10 +231,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from components.common import embedded_s3
+    from components.common.state import state_dir
     from components.deploy.local import stop_served
+    from pipeline import embedded_s3
 
-    state = embedded_s3.state_dir()
+    state = state_dir()
     ports = [args.port] if args.port else sorted(
         int(p.stem) for p in (state / "serving").glob("*.json") if p.stem.isdigit()
     )

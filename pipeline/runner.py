@@ -150,10 +150,11 @@ def run_local(
         runner: "subprocess" (every step in this environment) or "docker" (every step in the component image,
             the model served by a predictor container; pipeline/docker_run.py).
     """
-    from components.common import embedded_s3
+    from components.common.state import state_dir
     from components.common.store import ObjectStore
     from components.common.versions import read_champion
     from components.deploy.local import read_served
+    from pipeline import embedded_s3
     from pipeline.progress import CondensedLog
 
     started = time.monotonic()
@@ -163,7 +164,7 @@ def run_local(
         raise ValueError(f"unknown runner {runner!r}: use 'subprocess' or 'docker'")
     serving = {"target": "container" if runner == "docker" else "local", **arguments.get("serving", {})}
     arguments = {"s3_endpoint": "", **arguments, "serving": serving}
-    state = embedded_s3.state_dir()
+    state = state_dir()
     stage("==> starting the object store")
     settings, embedded = embedded_s3.settings_for_run()
     store = ObjectStore(settings)

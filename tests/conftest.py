@@ -9,8 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from components.common import embedded_s3
+from components.common.state import ENV_STATE_DIR
 from components.common.store import S3Settings
+from pipeline import embedded_s3
 
 # --- embedded S3 server -------------------------------------------------------------
 
@@ -26,7 +27,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Settings]:
     """
     state = tmp_path_factory.mktemp("boston-state")
     with pytest.MonkeyPatch.context() as env:
-        env.setenv(embedded_s3.ENV_STATE_DIR, str(state))
+        env.setenv(ENV_STATE_DIR, str(state))
         for name in ("MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"):
             env.delenv(name, raising=False)
         settings = embedded_s3.ensure_running(state)

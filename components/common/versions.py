@@ -13,7 +13,6 @@ Layout under ``s3://<bucket>/<model-name>/``::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from components.common.errors import OneLineError
-from components.common.store import KeyNotFound, ObjectStore, StoreError, parse_s3_uri
+from components.common.store import KeyNotFound, ObjectStore, StoreError, parse_s3_uri, sha256_file
 
 MANIFEST = "manifest.json"
 CHAMPION = "champion.json"
@@ -52,25 +51,13 @@ class ModelLocation:
         return f"s3://{self.bucket}/{self.prefix}"
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _sha256_path(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def build_manifest(model_dir: Path, version: str) -> dict[str, Any]:
     """Lists every file under ``model_dir`` with its sha256 and size (sorted, POSIX relative paths)."""
     model_dir = Path(model_dir)
     files = {}
     for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
         rel = path.relative_to(model_dir).as_posix()
-        files[rel] = {"sha256": _sha256_path(path), "size": path.stat().st_size}
+        files[rel] = {"sha256": sha256_file(path), "size": path.stat().st_size}
     if not files:
         raise ManifestError(f"model folder {model_dir} is empty")
     return {"version": version, "files": files, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -80,7 +67,7 @@ def new_version(model_dir: Path, now: float | None = None) -> str:
     """A sortable, content-addressed version id: ``20261125T101500Z-<first 8 of the model card sha256>``."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
     card = Path(model_dir) / "boston_model.json"
-    return f"{stamp}-{_sha256_path(card)[:8]}"
+    return f"{stamp}-{sha256_file(card)[:8]}"
 
 
 def push_version(
@@ -150,7 +137,7 @@ def verify_manifest(model_dir: Path, manifest: dict[str, Any]) -> None:
         size = path.stat().st_size
         if size != entry["size"]:
             raise ManifestError(f"{rel} has {size} bytes, the manifest says {entry['size']}")
-        if _sha256_path(path) != entry["sha256"]:
+        if sha256_file(path) != entry["sha256"]:
             raise ManifestError(f"{rel} does not match its sha256 in the manifest")
 
 

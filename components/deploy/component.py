@@ -52,7 +52,7 @@ def deploy_model(
         scores = {k: v for k, v in metrics.metadata.items() if isinstance(v, (int, float))}
         store = object_store(s3_endpoint)
         if settings.target == "local":
-            from components.common.embedded_s3 import state_dir
+            from components.common.state import state_dir
             from components.common.versions import dumps
             from components.deploy.core import deploy_local
 
@@ -69,20 +69,22 @@ def deploy_model(
             result = ct.deploy_container(store, Path(model.path), predictions_frame, feature_names, scores,
                                          bucket, model_name, options, Path(applied_spec.path))
         else:
-            from components.deploy import kserve_target as kt
+            from components.deploy.kserve_api import InferenceServices, current_namespace, kube_api_client
+            from components.deploy.kserve_spec import Resources
+            from components.deploy.kserve_target import ServingOptions, deploy_kserve
 
-            resolved = settings.namespace or kt.current_namespace()
-            options = kt.ServingOptions(
+            resolved = settings.namespace or current_namespace()
+            options = ServingOptions(
                 namespace=resolved, runtime=settings.runtime, service_account=settings.service_account,
-                resources=kt.Resources(settings.cpu_request, settings.cpu_limit, settings.memory_request,
-                                       settings.memory_limit),
+                resources=Resources(settings.cpu_request, settings.cpu_limit, settings.memory_request,
+                                    settings.memory_limit),
                 min_replicas=settings.min_replicas, max_replicas=settings.max_replicas,
                 canary_traffic_percent=settings.canary_traffic_percent, istio_sidecar=settings.istio_sidecar,
                 runtime_version=settings.runtime_version, predictor_image=settings.predictor_image,
             )
-            result = kt.deploy_kserve(
+            result = deploy_kserve(
                 store, Path(model.path), predictions_frame, feature_names, scores, bucket, model_name, options,
-                kt.InferenceServices(kt.kube_api_client(), resolved), Path(applied_spec.path),
+                InferenceServices(kube_api_client(), resolved), Path(applied_spec.path),
                 settings.ready_timeout_s,
             )
             applied_spec.metadata.update({"namespace": resolved, "runtime": settings.runtime,

@@ -6,13 +6,10 @@ kfp.local reads a step's output until it closes, and a server that inherited it 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +18,11 @@ from typing import Any
 import numpy as np
 import requests
 
+from components.common.processes import is_running, terminate_group, wait_until
 from components.deploy.errors import DeployError
 
 READY_TIMEOUT_S = 60.0
+READY_POLL_S = 0.2
 STOP_TIMEOUT_S = 15.0
 SMOKE_ATOL = 1e-5
 
@@ -64,42 +63,15 @@ def read_served(state: Path, port: int) -> ServedModel | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def stop_served(state: Path, port: int, timeout: float = STOP_TIMEOUT_S) -> ServedModel | None:
     """Stops the predictor recorded on ``port`` (SIGTERM to its group, SIGKILL after ``timeout``)."""
     served = read_served(state, port)
     if served is None:
         return None
-    if _alive(served.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(served.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _alive(served.pid) and time.monotonic() < deadline:
-            _reap(served.pid)
-            time.sleep(0.1)
-        if _alive(served.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(served.pid, signal.SIGKILL)
-            _reap(served.pid)
+    if is_running(served.pid):
+        terminate_group(served.pid, timeout)
     serving_record(state, port).unlink(missing_ok=True)
     return served
-
-
-def _reap(pid: int) -> None:
-    # A child of this process stays a zombie (and "alive" to kill 0) until waited for.
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def _last_line(log: Path) -> str:
@@ -140,18 +112,19 @@ def start_predictor(
     url = f"http://{host}:{port}"
     served = ServedModel(process.pid, url, model_name, uri, str(log))
     serving_record(state, port).write_text(json.dumps(served.to_json()))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         if process.poll() is not None:
             serving_record(state, port).unlink(missing_ok=True)
             raise DeployError(f"predictor exited with code {process.returncode}: {_last_line(log)}")
         try:
             response = requests.get(f"{url}/v1/models/{model_name}", timeout=1)
-            if response.status_code == 200 and response.json().get("ready") is True:
-                return served
+            return response.status_code == 200 and response.json().get("ready") is True
         except (requests.RequestException, ValueError):
-            pass
-        time.sleep(0.2)
+            return False
+
+    if wait_until(ready, timeout, READY_POLL_S):
+        return served
     stop_served(state, port)
     raise DeployError(f"predictor not ready on {url} after {timeout:.0f} s: {_last_line(log)}")
 

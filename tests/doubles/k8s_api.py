@@ -2,7 +2,7 @@
 
 `FakeKubeApi` is a real HTTP server on 127.0.0.1 (a random free port) that answers the paths the `kubernetes`
 client (and so `kserve.KServeClient`) uses for ``serving.kserve.io/v1beta1`` InferenceServices: create, get, list,
-replace, merge/JSON patch, delete and watch (chunked, newline-delimited events, ``resourceVersion`` and
+replace, delete and watch (chunked, newline-delimited events, ``resourceVersion`` and
 ``timeoutSeconds`` honoured). It keeps Kubernetes' bookkeeping: ``resourceVersion`` on every write (a stale one on
 replace is a 409), ``generation`` bumped only when the spec changes, Status bodies for errors.
 
@@ -42,7 +42,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 _PATH = re.compile(rf"^/apis/{re.escape(GROUP)}/{VERSION}/namespaces/([^/]+)/inferenceservices(?:/([^/]+))?$")
 OUTCOMES = ("ready", "fail-condition", "fail-model", "hang")
 MAX_WATCH_S = 60.0
-_VERBS = {"GET": "get", "LIST": "list", "WATCH": "watch", "POST": "create", "PUT": "update", "PATCH": "patch",
+_VERBS = {"GET": "get", "LIST": "list", "WATCH": "watch", "POST": "create", "PUT": "update",
           "DELETE": "delete"}
 _REASONS = {400: "BadRequest", 403: "Forbidden", 404: "NotFound", 409: "Conflict", 422: "Invalid",
             500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}
@@ -103,9 +103,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PUT(self) -> None:  # noqa: N802
         self._dispatch("PUT")
-
-    def do_PATCH(self) -> None:  # noqa: N802
-        self._dispatch("PATCH")
 
     def do_DELETE(self) -> None:  # noqa: N802
         self._dispatch("DELETE")
@@ -210,7 +207,7 @@ class FakeKubeApi:
             self._plans.append(_Planned(outcome, message))
 
     def fail_next(self, method: str, status: int, times: int = 1, message: str | None = None) -> None:
-        """Answers the next ``times`` requests of ``method`` (GET, LIST, WATCH, POST, PUT, PATCH, DELETE) with
+        """Answers the next ``times`` requests of ``method`` (GET, LIST, WATCH, POST, PUT, DELETE) with
         ``status`` and a Kubernetes Status body."""
         with self._lock:
             self._faults.append(_Fault(method.upper(), status, times, message))
@@ -296,7 +293,7 @@ class FakeKubeApi:
     def _handle_rest(
         self, handler: _Handler, method: str, namespace: str, name: str, query: dict[str, str]
     ) -> tuple[int, Any]:
-        body = handler.read_json() if method in ("POST", "PUT", "PATCH") else None
+        body = handler.read_json() if method in ("POST", "PUT") else None
         with self._lock:
             if method == "LIST":
                 items = [copy.deepcopy(o) for (ns, n), o in sorted(self._objects.items())
@@ -313,8 +310,6 @@ class FakeKubeApi:
                 return 200, copy.deepcopy(current)
             if method == "PUT":
                 return 200, self._replace(key, current, body)
-            if method == "PATCH":
-                return 200, self._patch(key, current, body)
             if method == "DELETE":
                 del self._objects[key]
                 self._served.pop(key, None)
@@ -397,13 +392,6 @@ class FakeKubeApi:
                                  "try again", key[1])
         if new["metadata"].get("name") != key[1]:
             raise _ApiError(400, "the name of the object does not match the name on the URL")
-        return self._write(key, current, new)
-
-    def _patch(self, key: tuple[str, str], current: dict[str, Any], patch: Any) -> dict[str, Any]:
-        new = _json_patch(current, patch) if isinstance(patch, list) else _merge_patch(current, patch or {})
-        sent = (patch or {}).get("metadata", {}).get("resourceVersion") if isinstance(patch, dict) else None
-        if sent and sent != current["metadata"]["resourceVersion"]:
-            raise _ApiError(409, f'Operation cannot be fulfilled on inferenceservices.{GROUP} "{key[1]}"', key[1])
         return self._write(key, current, new)
 
     # --- watch ------------------------------------------------------------------------------------------------
@@ -526,36 +514,6 @@ def _write_chunk(handler: _Handler, event: dict[str, Any]) -> None:
     data = (json.dumps(event) + "\n").encode()
     handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
     handler.wfile.flush()
-
-
-def _merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = _merge_patch(result.get(key), value)
-    return result
-
-
-def _json_patch(target: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
-    """RFC 6902 JSON patch: add, replace and remove (what a deploy tool sends)."""
-    result = copy.deepcopy(target)
-    for op in ops:
-        *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].lstrip("/").split("/")]
-        node: Any = result
-        for part in parents:
-            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-        if op["op"] in ("add", "replace"):
-            node[last] = copy.deepcopy(op["value"])
-        elif op["op"] == "remove":
-            node.pop(last, None)
-        else:
-            raise _ApiError(422, f"unsupported patch op {op['op']!r}")
-    return result
 
 
 # --- the V1 endpoint ----------------------------------------------------------------------------------------------

@@ -8,14 +8,14 @@ import pytest
 import yaml
 from kserve.models import V1beta1InferenceService, V1beta1ModelSpec
 
-from components.deploy import kserve_target as kt
+from components.deploy import errors, kserve_spec, kserve_status
 from pipeline import config
 
 REPO = Path(__file__).resolve().parents[3]
 KSERVE_DIR = REPO / "kserve"
 NS = "kubeflow-user-example-com"  # the namespace the reference manifests name
 URI = "s3://models/boston-housing/20261125T101500Z-0123abcd/"  # the version the reference manifests name
-RESOURCES = kt.Resources(config.CPU_REQUEST, config.CPU_LIMIT, config.MEMORY_REQUEST, config.MEMORY_LIMIT)
+RESOURCES = kserve_spec.Resources(config.CPU_REQUEST, config.CPU_LIMIT, config.MEMORY_REQUEST, config.MEMORY_LIMIT)
 
 
 def _build(runtime: str = "tensorflow", **overrides) -> V1beta1InferenceService:
@@ -27,7 +27,7 @@ def _build(runtime: str = "tensorflow", **overrides) -> V1beta1InferenceService:
         predictor_image=config.PREDICTOR_IMAGE, trained_tf_version="2.20.0",
     )
     kwargs.update(overrides)
-    return kt.build_inference_service(config.MODEL_NAME, NS, URI, runtime, **kwargs)
+    return kserve_spec.build_inference_service(config.MODEL_NAME, NS, URI, runtime, **kwargs)
 
 
 # --- storage URI ------------------------------------------------------------------------------------------------
@@ -42,12 +42,12 @@ def _build(runtime: str = "tensorflow", **overrides) -> V1beta1InferenceService:
     ("  s3://models/boston ", "s3://models/boston/"),
 ])
 def test_storage_uri_becomes_an_s3_folder_with_one_trailing_slash(given, expected):
-    assert kt.storage_uri_for(given) == expected
+    assert kserve_spec.storage_uri_for(given) == expected
 
 
 @pytest.mark.parametrize("given", ["s3://models/boston", "s3://models/boston/", "minio://models/boston"])
 def test_storage_uri_never_matches_a_neighbour_prefix(given):
-    prefix = kt.storage_uri_for(given)
+    prefix = kserve_spec.storage_uri_for(given)
     assert "s3://models/boston/1/saved_model.pb".startswith(prefix)
     assert not "s3://models/boston-v2/1/saved_model.pb".startswith(prefix)
     assert not "s3://models/boston.old/1/saved_model.pb".startswith(prefix)
@@ -59,7 +59,7 @@ def test_storage_uri_never_matches_a_neighbour_prefix(given):
 ])
 def test_storage_uri_rejects_what_kserve_could_misread(given):
     with pytest.raises(ValueError, match="storage URI"):
-        kt.storage_uri_for(given)
+        kserve_spec.storage_uri_for(given)
 
 
 # --- the builder --------------------------------------------------------------------------------------------------
@@ -69,7 +69,7 @@ def test_tensorflow_runtime_field_by_field():
     isvc = _build("tensorflow")
     assert isinstance(isvc, V1beta1InferenceService)
     assert isinstance(isvc.spec.predictor.model, V1beta1ModelSpec)
-    m = kt.to_manifest(isvc)
+    m = kserve_spec.to_manifest(isvc)
     assert m["apiVersion"] == "serving.kserve.io/v1beta1"
     assert m["kind"] == "InferenceService"
     assert m["metadata"] == {
@@ -95,7 +95,7 @@ def test_tensorflow_runtime_field_by_field():
 
 
 def test_custom_runtime_field_by_field():
-    m = kt.to_manifest(_build("custom"))
+    m = kserve_spec.to_manifest(_build("custom"))
     predictor = m["spec"]["predictor"]
     assert "model" not in predictor
     assert set(predictor) == {"minReplicas", "maxReplicas", "serviceAccountName", "containers"}
@@ -113,7 +113,8 @@ def test_custom_runtime_field_by_field():
 
 
 def test_canary_istio_and_scale_to_zero_options():
-    m = kt.to_manifest(_build(canary_traffic_percent=20, istio_sidecar=True, min_replicas=0, service_account=""))
+    m = kserve_spec.to_manifest(
+        _build(canary_traffic_percent=20, istio_sidecar=True, min_replicas=0, service_account=""))
     assert m["spec"]["predictor"]["canaryTrafficPercent"] == 20
     assert m["spec"]["predictor"]["minReplicas"] == 0
     assert "serviceAccountName" not in m["spec"]["predictor"]
@@ -122,7 +123,7 @@ def test_canary_istio_and_scale_to_zero_options():
 
 
 def test_the_storage_uri_is_normalised_by_the_builder():
-    isvc = kt.build_inference_service(
+    isvc = kserve_spec.build_inference_service(
         "boston-housing", NS, "minio://models/boston-housing/v7", "tensorflow", service_account="",
         resources=RESOURCES, min_replicas=1, max_replicas=1, runtime_version="2.21.0",
     )
@@ -147,21 +148,21 @@ def test_builder_rejects_bad_options_in_one_line(overrides, runtime, message):
 @pytest.mark.parametrize("name", ["Boston", "1boston", "boston_housing", "boston-", "b" * 64, ""])
 def test_builder_rejects_names_kubernetes_would_reject(name):
     with pytest.raises(ValueError, match="DNS label"):
-        kt.build_inference_service(name, NS, URI, "tensorflow", service_account="", resources=RESOURCES,
+        kserve_spec.build_inference_service(name, NS, URI, "tensorflow", service_account="", resources=RESOURCES,
                                    min_replicas=1, max_replicas=1, runtime_version="2.21.0")
 
 
 def test_a_newer_tf_serving_serves_an_older_model_and_versions_compare_numerically():
     assert _build(runtime_version="2.22.0", trained_tf_version="2.21.0")
     assert _build(runtime_version="2.21.0", trained_tf_version="2.9.1")  # 21 > 9, not "2" < "9"
-    assert kt.version_tuple("2.21.0-gpu") == (2, 21, 0)
-    assert kt.version_tuple("2.21") == (2, 21, 0)
+    assert kserve_spec.version_tuple("2.21.0-gpu") == (2, 21, 0)
+    assert kserve_spec.version_tuple("2.21") == (2, 21, 0)
 
 
 @pytest.mark.parametrize("runtime", ["tensorflow", "custom"])
 def test_reference_manifests_in_kserve_equal_the_builder_output(runtime):
     reference = yaml.safe_load((KSERVE_DIR / f"inferenceservice-{runtime}.yaml").read_text())
-    assert reference == kt.to_manifest(_build(runtime))
+    assert reference == kserve_spec.to_manifest(_build(runtime))
 
 
 # --- reading the status ---------------------------------------------------------------------------------------
@@ -178,34 +179,34 @@ READY = {"type": "Ready", "status": "True"}
 
 
 def test_an_old_generation_that_is_ready_is_not_the_new_one():
-    assert kt.rollout_state(_obj(1, READY), 2).phase == "pending"
-    assert kt.rollout_state({"metadata": {}}, 1).phase == "pending"
-    assert kt.rollout_state(_obj(2, READY), 2).phase == "ready"
+    assert kserve_status.rollout_state(_obj(1, READY), 2).phase == "pending"
+    assert kserve_status.rollout_state({"metadata": {}}, 1).phase == "pending"
+    assert kserve_status.rollout_state(_obj(2, READY), 2).phase == "ready"
 
 
 def test_a_failed_condition_fails_with_its_message():
     failed = {"type": "Ready", "status": "False", "reason": "RevisionFailed", "message": "Back-off pulling image x"}
-    state = kt.rollout_state(_obj(2, failed), 2)
-    assert state == kt.Rollout("failed", "Ready is False: RevisionFailed: Back-off pulling image x")
+    state = kserve_status.rollout_state(_obj(2, failed), 2)
+    assert state == kserve_status.Rollout("failed", "Ready is False: RevisionFailed: Back-off pulling image x")
 
 
 def test_last_failure_info_fails_with_its_message_unless_it_is_the_old_one():
     info = {"reason": "ModelLoadFailed", "message": "no saved_model.pb"}
     blocked = {"transitionStatus": "BlockedByFailedLoad", "lastFailureInfo": info}
-    assert kt.rollout_state(_obj(2, model_status=blocked), 2) == kt.Rollout(
+    assert kserve_status.rollout_state(_obj(2, model_status=blocked), 2) == kserve_status.Rollout(
         "failed", "the model failed to load: ModelLoadFailed: no saved_model.pb")
     # KServe keeps the last failure after it recovers: the same record seen before the apply is not news.
     in_progress = {"transitionStatus": "InProgress", "lastFailureInfo": info}
-    assert kt.rollout_state(_obj(2, model_status=in_progress), 2, baseline_failure=info).phase == "pending"
-    assert kt.rollout_state(_obj(2, model_status=in_progress), 2, baseline_failure=None).phase == "failed"
+    assert kserve_status.rollout_state(_obj(2, model_status=in_progress), 2, baseline_failure=info).phase == "pending"
+    assert kserve_status.rollout_state(_obj(2, model_status=in_progress), 2, baseline_failure=None).phase == "failed"
 
 
 def test_a_rollout_in_progress_is_not_a_failure():
     raw_starting = {"type": "PredictorReady", "status": "False"}  # raw deployments say False, without a reason
     unknown = {"type": "Ready", "status": "Unknown", "reason": "RevisionMissing"}
-    assert kt.rollout_state(_obj(2, raw_starting, unknown), 2).phase == "pending"
+    assert kserve_status.rollout_state(_obj(2, raw_starting, unknown), 2).phase == "pending"
     min_replicas = {"type": "Ready", "status": "False", "reason": "MinimumReplicasUnavailable", "message": "…"}
-    assert kt.rollout_state(_obj(2, min_replicas), 2).phase == "pending"
+    assert kserve_status.rollout_state(_obj(2, min_replicas), 2).phase == "pending"
 
 
 def test_smoke_url_prefers_the_in_cluster_address_and_uses_the_tag_during_a_canary():
@@ -213,13 +214,13 @@ def test_smoke_url_prefers_the_in_cluster_address_and_uses_the_tag_during_a_cana
                components={"predictor": {"traffic": [
                    {"revisionName": "m-2", "percent": 10, "latestRevision": True, "url": "http://latest-m.ns"},
                    {"revisionName": "m-1", "percent": 90, "latestRevision": False}]}})
-    assert kt.smoke_url_of(obj) == "http://m-predictor.ns.svc.cluster.local"
-    assert kt.smoke_url_of(obj, canary_traffic_percent=10) == "http://latest-m.ns"
-    assert kt.smoke_url_of(_obj(2, READY, url="http://m.ns.example.com")) == "http://m.ns.example.com"
-    with pytest.raises(kt.KServeDeployError, match="no URL"):
-        kt.smoke_url_of(_obj(2, READY))
-    with pytest.raises(kt.KServeDeployError, match="canary"):
-        kt.smoke_url_of(_obj(2, READY, url="http://m"), canary_traffic_percent=10)
+    assert kserve_status.smoke_url_of(obj) == "http://m-predictor.ns.svc.cluster.local"
+    assert kserve_status.smoke_url_of(obj, canary_traffic_percent=10) == "http://latest-m.ns"
+    assert kserve_status.smoke_url_of(_obj(2, READY, url="http://m.ns.example.com")) == "http://m.ns.example.com"
+    with pytest.raises(errors.KServeDeployError, match="no URL"):
+        kserve_status.smoke_url_of(_obj(2, READY))
+    with pytest.raises(errors.KServeDeployError, match="canary"):
+        kserve_status.smoke_url_of(_obj(2, READY, url="http://m"), canary_traffic_percent=10)
 
 
 # --- kserve/ cluster assets -----------------------------------------------------------------------------------
@@ -267,7 +268,7 @@ def test_the_default_tf_serving_release_can_load_what_training_exports():
     """The rule in pipeline/config.py: TF Serving's tag is >= the training TensorFlow and in step with its minor."""
     from importlib.metadata import version
 
-    trained = kt.version_tuple(version("tensorflow-cpu"))
-    serving = kt.version_tuple(config.TF_SERVING_VERSION)
+    trained = kserve_spec.version_tuple(version("tensorflow-cpu"))
+    serving = kserve_spec.version_tuple(config.TF_SERVING_VERSION)
     assert serving >= trained and serving[:2] == trained[:2]
     assert _build()  # the builder accepts the defaults for a model trained by this environment

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from components.common import embedded_s3
+from components.common.state import state_dir
 from components.common.store import ObjectStore, S3Settings, StoreError
+from pipeline import embedded_s3
 
 LISTEN_SETTLE_S = 10.0  # admin listeners open ~0.5 s after S3 is ready
 
@@ -60,9 +61,9 @@ def test_state_dir_resolution(tmp_path: Path) -> None:
     explicit = tmp_path / "explicit"
     xdg = tmp_path / "xdg"
 
-    assert embedded_s3.state_dir({"BOSTON_STATE_DIR": str(explicit), "XDG_STATE_HOME": str(xdg)}) == explicit
-    assert embedded_s3.state_dir({"XDG_STATE_HOME": str(xdg)}) == xdg / "boston-housing-kfp"
-    assert embedded_s3.state_dir({}) == Path.home() / ".local" / "state" / "boston-housing-kfp"
+    assert state_dir({"BOSTON_STATE_DIR": str(explicit), "XDG_STATE_HOME": str(xdg)}) == explicit
+    assert state_dir({"XDG_STATE_HOME": str(xdg)}) == xdg / "boston-housing-kfp"
+    assert state_dir({}) == Path.home() / ".local" / "state" / "boston-housing-kfp"
     assert not explicit.exists()
     assert not xdg.exists()
 
