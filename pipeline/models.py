@@ -29,7 +29,7 @@ CARD_SUMMARY_KEYS = ("tensorflow_version", "keras_version", "train_rows", "epoch
 
 def open_store() -> ObjectStore:
     """The store ``boston-pipeline run`` uses, checked (one-line StoreError when unreachable)."""
-    from components.common import embedded_s3
+    from pipeline import embedded_s3
 
     settings, _ = embedded_s3.settings_for_run()
     store = ObjectStore(settings)
@@ -38,9 +38,9 @@ def open_store() -> ObjectStore:
 
 
 def _state() -> Path:
-    from components.common import embedded_s3
+    from components.common.state import state_dir
 
-    return embedded_s3.state_dir()
+    return state_dir()
 
 
 def default_params() -> dict[str, Any]:
@@ -211,19 +211,21 @@ class KServeTarget:
 
 def _kserve_promote(store: ObjectStore, bucket: str, model_name: str, version: str, target: KServeTarget,
                     history: list[str] | None, log: Callable[[str], None]) -> Promotion:
-    from components.deploy import kserve_target as kt
+    from components.deploy.kserve_api import InferenceServices, current_namespace, kube_api_client
+    from components.deploy.kserve_spec import Resources
+    from components.deploy.kserve_target import ServingOptions
     from components.deploy.promotion import promote_kserve
 
-    namespace = target.namespace or kt.current_namespace()
-    options = kt.ServingOptions(
+    namespace = target.namespace or current_namespace()
+    options = ServingOptions(
         namespace=namespace, runtime=target.runtime, service_account=config.SERVICE_ACCOUNT,
-        resources=kt.Resources(config.CPU_REQUEST, config.CPU_LIMIT, config.MEMORY_REQUEST, config.MEMORY_LIMIT),
+        resources=Resources(config.CPU_REQUEST, config.CPU_LIMIT, config.MEMORY_REQUEST, config.MEMORY_LIMIT),
         min_replicas=config.MIN_REPLICAS, max_replicas=config.MAX_REPLICAS,
         canary_traffic_percent=config.CANARY_TRAFFIC_PERCENT, istio_sidecar=config.ISTIO_SIDECAR,
         runtime_version=config.TF_SERVING_VERSION, predictor_image=config.PREDICTOR_IMAGE,
     )
-    api = target.api_client or kt.kube_api_client(target.kubeconfig, target.context)
-    isvcs = kt.InferenceServices(api, namespace, log=log)
+    api = target.api_client or kube_api_client(target.kubeconfig, target.context)
+    isvcs = InferenceServices(api, namespace, log=log)
     return promote_kserve(store, bucket, model_name, version, options, isvcs, target.ready_timeout_s, _state(),
                           history, log)
 

@@ -13,6 +13,7 @@ Layout under ``s3://<bucket>/<model-name>/``::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -94,7 +95,7 @@ def push_version(
     for rel, document in (extra or {}).items():
         data = json_bytes(document)
         store.put_bytes(location.bucket, location.prefix + rel, data, content_type="application/json")
-        manifest["files"][rel] = {"sha256": sha256_bytes(data), "size": len(data)}
+        manifest["files"][rel] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
     store.put_json(location.bucket, location.prefix + MANIFEST, manifest)
     return manifest
 

@@ -158,36 +158,37 @@ def promote_kserve(
 
     Args:
         options: `kserve_target.ServingOptions` (namespace, runtime, resources …).
-        isvcs: `kserve_target.InferenceServices` of ``options.namespace``.
+        isvcs: `kserve_api.InferenceServices` of ``options.namespace``.
         ready_timeout_s: How long the rollout may take.
         Other arguments as for `promote_local`.
 
     Raises:
         KServeDeployError: the rollout or the smoke test failed; the previous spec is put back.
     """
-    from components.deploy import kserve_target as kt
+    from components.deploy import kserve_spec, kserve_status, kserve_target
 
     stored = verified_version(store, bucket, model_name, version)
     location = stored.location
     rows, expected = probe_rows(stored)
     builder = options.builder_kwargs()
-    isvc = kt.build_inference_service(model_name, storage_uri=location.uri,
-                                      trained_tf_version=stored.card.get("tensorflow_version"), **builder)
-    manifest = kt.to_manifest(isvc)
+    isvc = kserve_spec.build_inference_service(model_name, storage_uri=location.uri,
+                                               trained_tf_version=stored.card.get("tensorflow_version"), **builder)
+    manifest = kserve_spec.to_manifest(isvc)
     with champion_lock(state, bucket, model_name):
         previous = read_champion(store, bucket, model_name)
         _refuse_current(previous, version)
-        before, after = kt.apply_inference_service(isvcs, manifest)
+        before, after = kserve_target.apply_inference_service(isvcs, manifest)
         generation = int(after["metadata"].get("generation") or 1)
         log(f"{'replaced' if before else 'created'} {isvcs.describe(model_name)} (generation {generation}); "
             f"waiting up to {ready_timeout_s:.0f} s for it to be Ready")
         try:
-            ready = kt.wait_until_ready(isvcs, model_name, generation, ready_timeout_s, kt._failure_info(before))
-            smoke_url = kt.smoke_url_of(ready, options.canary_traffic_percent)
+            ready = kserve_target.wait_until_ready(isvcs, model_name, generation, ready_timeout_s,
+                                                   kserve_status.failure_info(before))
+            smoke_url = kserve_status.smoke_url_of(ready, options.canary_traffic_percent)
             diff = local.smoke_test(smoke_url, model_name, rows, expected, atol=EQUALITY_ATOL)
         except (KServeDeployError, DeployError) as exc:
             try:
-                done = kt.roll_back(isvcs, model_name, before, ready_timeout_s)
+                done = kserve_target.roll_back(isvcs, model_name, before, ready_timeout_s)
             except KServeDeployError as rollback_exc:
                 done = f"rollback failed too: {rollback_exc}"
             log(done)

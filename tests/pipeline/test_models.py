@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.common import embedded_s3
 from components.common import model as fmt
+from components.common.state import ENV_STATE_DIR, state_dir
 from components.common.store import ObjectStore
 from components.common.versions import ModelLocation, push_version, read_champion, write_champion
 from components.deploy.local import predict_v1, read_served, stop_served
@@ -94,7 +94,7 @@ def three(store, bucket, tmp_path) -> list[Stored]:
 def port(s3_server) -> Iterator[int]:
     chosen = free_port()
     yield chosen
-    stop_served(embedded_s3.state_dir(), chosen)
+    stop_served(state_dir(), chosen)
 
 
 def cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -152,7 +152,7 @@ def test_a_tampered_version_is_named_by_show_and_refused_by_promote(capsys, stor
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "boston_model.json" in err and "does not verify" in err
     assert read_champion(store, bucket, MODEL) == before
-    assert read_served(embedded_s3.state_dir(), port) is None
+    assert read_served(state_dir(), port) is None
 
 
 def test_unknown_versions_get_the_nearest_names(capsys, three, bucket):
@@ -224,7 +224,7 @@ def check_predict_explain(capsys, url: str, served: Stored, row: np.ndarray) -> 
 
 def test_a_version_that_fails_to_serve_leaves_the_champion_serving(capsys, store, three, bucket, port, tmp_path):
     cli(capsys, "models", "promote", three[0].version, "--bucket", bucket, "--port", str(port))
-    served = read_served(embedded_s3.state_dir(), port)
+    served = read_served(state_dir(), port)
     broken = store_version(store, bucket, tmp_path / "broken", "20260109T000000Z-bbbbbbbb", 30.0, empty_file=True)
     before = read_champion(store, bucket, MODEL)
     code, out, err = cli(capsys, "models", "promote", broken.version, "--bucket", bucket)
@@ -232,14 +232,14 @@ def test_a_version_that_fails_to_serve_leaves_the_champion_serving(capsys, store
     assert "empty file(s): 1/variables/variables.index" in err
     assert f"champion {three[0].version} keeps serving and stays champion" in err
     assert read_champion(store, bucket, MODEL) == before
-    assert read_served(embedded_s3.state_dir(), port) == served  # the same process, never interrupted
+    assert read_served(state_dir(), port) == served  # the same process, never interrupted
     rows = np.ones((2, len(FEATURES)))
     np.testing.assert_allclose(predict_v1(served.url, MODEL, rows), three[0].predict(rows), atol=1e-9)
 
 
 def test_two_promotions_at_once_cannot_tear_the_record(store, three, bucket, port):
     argv = [sys.executable, "-m", "pipeline.cli", "models", "promote", "--bucket", bucket, "--port", str(port)]
-    env = {**os.environ, embedded_s3.ENV_STATE_DIR: str(embedded_s3.state_dir())}
+    env = {**os.environ, ENV_STATE_DIR: str(state_dir())}
     procs = [subprocess.Popen([*argv, s.version], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               cwd=Path(__file__).resolve().parents[2]) for s in (three[0], three[2])]
     results = [p.communicate(timeout=180) for p in procs]
