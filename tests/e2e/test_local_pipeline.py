@@ -3,7 +3,6 @@
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,12 +17,6 @@ from components.common.versions import fetch_version
 from components.deploy.local import read_served
 
 RUN_TIMEOUT_S = 600
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _cli(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -43,8 +36,8 @@ def state(env) -> Path:
 
 
 @pytest.fixture(scope="module")
-def port(state):
-    port = _free_port()
+def port(state, free_port):
+    port = free_port()
     yield port
     served = read_served(state, port)
     subprocess.run([sys.executable, "-m", "pipeline.cli", "down", "--port", str(port)], timeout=60,

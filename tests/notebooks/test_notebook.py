@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import nbformat
 import numpy as np
 import pytest
 
+from components.common.processes import is_running, wait_until
 from components.deploy.local import read_served
 from pipeline.runner import DEFAULT_YAML
 from tests.doubles.kfp_api import API, SUCCEEDING_RUN, KfpApiDouble
@@ -46,20 +46,6 @@ print("PROBE " + json.dumps({
 """
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _kill_group(pid: int) -> None:
@@ -105,11 +91,11 @@ def state(s3_server) -> Path:
 
 
 @pytest.fixture(scope="module")
-def executed(state: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def executed(state: Path, tmp_path_factory: pytest.TempPathFactory, free_port) -> Iterator[dict[str, Any]]:
     """The notebook run top to bottom as a user runs it (no cluster), with the probe appended."""
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     notebook.cells.append(nbformat.v4.new_code_cell(PROBE))
-    port = _free_port()
+    port = free_port()
     started = time.monotonic()
     with pytest.MonkeyPatch.context() as env:
         env.setenv("BOSTON_NOTEBOOK_PORT", str(port))
@@ -189,10 +175,7 @@ def test_without_kfp_host_the_cluster_section_explains_and_skips(executed):
 def test_the_notebook_stops_the_predictor_it_started(executed, state):
     pid, port = executed["probe"]["pid"], executed["port"]
     assert f"(pid {pid})" in _text(_cell(executed["notebook"], "cleanup"))
-    deadline = time.monotonic() + 5
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _alive(pid)
+    assert wait_until(lambda: not is_running(pid), timeout_s=5)
     assert read_served(state, port) is None
 
 

@@ -9,12 +9,12 @@ import signal
 import socket
 import stat
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from components.common.processes import wait_until
 from components.common.state import state_dir
 from components.common.store import ObjectStore, S3Settings, StoreError
 from pipeline import embedded_s3
@@ -208,13 +208,13 @@ def test_listens_only_on_loopback(own_server: tuple[Path, S3Settings]) -> None:
     assert record is not None
     expected = set(record.ports.values())
 
-    deadline = time.monotonic() + LISTEN_SETTLE_S
-    sockets = _listening_sockets(record.pid)
-    for _ in range(100):  # bounded by count and by time
-        if {port for _, _, port in sockets} >= expected or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-        sockets = _listening_sockets(record.pid)
+    sockets: list[tuple[str, str, int]] = []
+
+    def every_port_listens() -> bool:
+        sockets[:] = _listening_sockets(record.pid)
+        return {port for _, _, port in sockets} >= expected
+
+    wait_until(every_port_listens, LISTEN_SETTLE_S)  # bounded by time; the assertions below say what is missing
 
     assert sockets, "the server listens on nothing"
     assert {(table, ip) for table, ip, _ in sockets} == {("tcp", "127.0.0.1")}

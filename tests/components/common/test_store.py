@@ -38,12 +38,6 @@ def bucket(store: ObjectStore) -> str:
     return name
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _assert_one_line(exc: BaseException) -> str:
     message = str(exc)
     assert message
@@ -94,8 +88,11 @@ def test_upload_download_file_keeps_bytes(store: ObjectStore, bucket: str, tmp_p
     assert [p.name for p in target.parent.iterdir()] == ["copy.csv"]  # no partial file left
 
 
-def test_check_passes_with_right_keys(store: ObjectStore) -> None:
-    store.check()
+def test_check_tells_the_right_keys_from_wrong_ones(store: ObjectStore, s3_server: S3Settings) -> None:
+    assert store.check() is None  # the right keys: no error
+    wrong = ObjectStore(dataclasses.replace(s3_server, secret_key=s3_server.secret_key + "x"))
+    with pytest.raises(StoreError, match="rejected the credentials"):
+        wrong.check()
 
 
 # --- errors -------------------------------------------------------------------------
@@ -139,8 +136,8 @@ def test_wrong_credentials_name_endpoint_not_secret(s3_server: S3Settings, field
     assert s3_server.secret_key not in message
 
 
-def test_unreachable_endpoint_fails_fast() -> None:
-    port = _free_port()  # just released, so nothing listens there
+def test_unreachable_endpoint_fails_fast(free_port) -> None:
+    port = free_port()  # just released, so nothing listens there
     settings = S3Settings(endpoint=f"127.0.0.1:{port}", access_key="ak", secret_key="sk-secret")
 
     started = time.monotonic()
