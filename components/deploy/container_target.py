@@ -26,23 +26,9 @@ from components.common.store import ObjectStore, S3Settings
 from components.common.versions import read_champion
 from components.deploy.errors import DeployError
 
-# INTERIM until core's split lands: the builder's container shape (one pure function, shared with kserve_target).
-from components.deploy.kserve_target import MODEL_MOUNT, PREDICTOR_PORT
-
-
-@dataclass(frozen=True)
-class CustomContainer:
-    args: tuple[str, ...]
-    env: dict[str, str]
-    port: int
-    mount_path: str
-
-
-def custom_container(model_name: str, uri: str) -> CustomContainer:
-    return CustomContainer(("--model_name", model_name, "--model_dir", MODEL_MOUNT, "--http_port",
-                            str(PREDICTOR_PORT), "--bind", "0.0.0.0"), {"STORAGE_URI": uri}, PREDICTOR_PORT,
-                           MODEL_MOUNT)
-
+# The InferenceService builder's container shape: one pure function, shared with kserve_spec.
+from components.deploy.predictor_container import PredictorContainer
+from components.deploy.predictor_container import predictor_container as custom_container
 
 if TYPE_CHECKING:
     import docker
@@ -162,7 +148,7 @@ def _run(client: docker.DockerClient, image: str, what: str, **kwargs: Any) -> A
 
 
 def initialize_storage(client: docker.DockerClient, options: ContainerOptions, settings: S3Settings,
-                       uri: str, shape: CustomContainer, log: Callable[[str], None] = print) -> str:
+                       uri: str, shape: PredictorContainer, log: Callable[[str], None] = print) -> str:
     """Phase 1: copies ``uri`` into a new volume with kserve-storage; returns the volume's name.
 
     The container runs on the host network: it is a client only (it reaches a store on 127.0.0.1 as the steps do).
@@ -172,9 +158,9 @@ def initialize_storage(client: docker.DockerClient, options: ContainerOptions, s
     volume = client.volumes.create(labels=labels).name
     container = _run(
         client, options.initializer_image, "storage-initializer",
-        command=["python3", "-m", "components.deploy.storage_initializer", uri, shape.mount_path],
+        command=["python3", "-m", "components.deploy.storage_initializer", uri, shape.model_mount],
         environment=initializer_env(settings), network_mode="host", labels=labels,
-        volumes={volume: {"bind": shape.mount_path, "mode": "rw"}},
+        volumes={volume: {"bind": shape.model_mount, "mode": "rw"}},
     )
     try:
         code = container.wait(timeout=INITIALIZER_TIMEOUT_S)["StatusCode"]
@@ -191,13 +177,13 @@ def initialize_storage(client: docker.DockerClient, options: ContainerOptions, s
 
 
 def start_predictor(client: docker.DockerClient, options: ContainerOptions, model_name: str, uri: str,
-                    shape: CustomContainer, volume: str) -> Any:
+                    shape: PredictorContainer, volume: str) -> Any:
     """Phase 2: the predictor container, the builder's shape, published on 127.0.0.1:<port> only."""
     return _run(
         client, options.predictor_image, "predictor",
         command=list(shape.args), environment=dict(shape.env), name=container_name(model_name, options.port),
         ports={f"{shape.port}/tcp": (HOST, options.port)}, labels=_labels(options, "predictor", model_name, uri),
-        volumes={volume: {"bind": shape.mount_path, "mode": "ro"}},
+        volumes={volume: {"bind": shape.model_mount, "mode": "ro"}},
     )
 
 

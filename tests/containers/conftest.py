@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from components.common import embedded_s3
+from components.common.state import ENV_STATE_DIR
 from components.common.store import S3Settings
-from pipeline import config
+from pipeline import config, embedded_s3
 from tests.containers.helpers import REPO, ContainerWatch, Run, cli, free_port, unavailable
 
 BUILD_TIMEOUT_S = 1800
@@ -50,7 +50,7 @@ def container_state(docker_client) -> Iterator[Path]:
         embedded_s3.ensure_running(state)
         yield state
     finally:
-        env = {**os.environ, embedded_s3.ENV_STATE_DIR: str(state)}
+        env = {**os.environ, ENV_STATE_DIR: str(state)}
         subprocess.run([sys.executable, "-m", "pipeline.cli", "down"], env=env, capture_output=True, timeout=120)
         embedded_s3.stop(state)
         shutil.rmtree(state, ignore_errors=True)
@@ -82,7 +82,7 @@ def images(docker_client, container_state) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def cli_env(container_state) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINIO_")}
-    env[embedded_s3.ENV_STATE_DIR] = str(container_state)
+    env[ENV_STATE_DIR] = str(container_state)
     return env
 
 

@@ -109,7 +109,7 @@ def test_the_predictor_runs_the_builder_shape_as_non_root(first_run, docker_clie
     assert attrs["HostConfig"]["PortBindings"] == {f"{shape.port}/tcp": [{"HostIp": "127.0.0.1",
                                                                            "HostPort": str(port)}]}
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
-    assert mounts[shape.mount_path]["RW"] is False
+    assert mounts[shape.model_mount]["RW"] is False
     code, out = container.exec_run(["id", "-u"])
     assert code == 0 and out.decode().strip() not in ("", "0")
 
