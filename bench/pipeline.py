@@ -1,8 +1,9 @@
 """Benchmark: the local pipeline (kfp.local, one process per step) against one process doing the same work.
 
 Prints a table of wall times as ratios against the one-process reference measured in the same run, plus a second
-pipeline run with caching on and unchanged inputs. Uses a throw-away state folder (its own S3 store and ports) and
-stops everything it started.
+pipeline run with caching on and unchanged inputs, and the same two runs with every step in a container
+(`--runner docker`; needs a Docker engine and `make image-local`, else those rows say why they are missing). Uses a
+throw-away state folder (its own S3 store and ports) and stops everything it started.
 
     .venv/bin/python bench/pipeline.py [--repeat N]
 """
@@ -54,15 +55,38 @@ def one_process(state: Path, port: int) -> float:
     return time.perf_counter() - started
 
 
-def pipeline_run(env: dict[str, str], port: int) -> float:
+def pipeline_run(env: dict[str, str], port: int, runner: str = "subprocess") -> float:
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", "--cache", "--port", str(port), "--bucket", "bench"],
+        [sys.executable, "-m", "pipeline.cli", "run", "--cache", "--port", str(port), "--bucket", "bench",
+         "--runner", runner],
         env=env, capture_output=True, text=True, timeout=900, cwd=REPO,
     )
     if result.returncode != 0:
         raise SystemExit(f"pipeline run failed: {result.stderr.strip().splitlines()[-1:]}")
     return time.perf_counter() - started
+
+
+def containers_missing() -> str | None:
+    """Why the container rows cannot be measured here (no engine, no images), or None."""
+    from components.common.errors import OneLineError
+    from pipeline import config, docker_run
+
+    try:
+        client = docker_run.engine()
+        try:
+            docker_run.require_images(client, [config.IMAGE, config.PREDICTOR_IMAGE])
+        finally:
+            client.close()
+    except OneLineError as exc:
+        return str(exc)
+    return None
+
+
+def fresh(state: Path) -> None:
+    """Forget earlier runs' outputs, so the next run is cold."""
+    for cache in (state / "cache", state / "pipeline_root"):
+        subprocess.run(["rm", "-rf", str(cache)], check=True)
 
 
 def main() -> int:
@@ -75,19 +99,25 @@ def main() -> int:
         env = {**os.environ, "BOSTON_STATE_DIR": str(state)}
         for key in ("MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"):
             env.pop(key, None)
-        ref_port, port = _free_port(), _free_port()
+        ref_port, port, container_port = _free_port(), _free_port(), _free_port()
+        missing = containers_missing()
         try:
-            reference, cold, cached = [], [], []
+            reference, cold, cached, docker_cold, docker_cached = [], [], [], [], []
             for i in range(args.repeat):
                 reference.append(one_process(state, ref_port))
                 subprocess.run([sys.executable, "-m", "pipeline.cli", "down", "--port", str(ref_port)], env=env,
                                capture_output=True, timeout=60)
-                for cache in (state / "cache", state / "pipeline_root"):
-                    subprocess.run(["rm", "-rf", str(cache)], check=True)
+                fresh(state)
                 cold.append(pipeline_run(env, port))
                 cached.append(pipeline_run(env, port))
                 print(f"round {i + 1}: reference {reference[-1]:.1f} s, pipeline {cold[-1]:.1f} s, "
                       f"cached {cached[-1]:.1f} s", file=sys.stderr)
+                if missing is None:
+                    fresh(state)
+                    docker_cold.append(pipeline_run(env, container_port, "docker"))
+                    docker_cached.append(pipeline_run(env, container_port, "docker"))
+                    print(f"round {i + 1}: containers {docker_cold[-1]:.1f} s, cached {docker_cached[-1]:.1f} s",
+                          file=sys.stderr)
         finally:
             subprocess.run([sys.executable, "-m", "pipeline.cli", "down"], env=env, capture_output=True, timeout=60)
     ref = statistics.median(reference)
@@ -96,6 +126,12 @@ def main() -> int:
         ("kfp.local pipeline, compiled YAML, cold cache (`boston-pipeline run`)", statistics.median(cold)),
         ("kfp.local pipeline again, cache on, unchanged inputs", statistics.median(cached)),
     ]
+    if missing is None:
+        rows += [
+            ("every step in a container (`--runner docker`), cold cache, served by the predictor image",
+             statistics.median(docker_cold)),
+            ("`--runner docker` again, cache on, unchanged inputs", statistics.median(docker_cached)),
+        ]
     print(f"\nLocal pipeline wall time ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
           f"median of {args.repeat})\n")
     print("| run | wall time | × one process |")
@@ -103,6 +139,10 @@ def main() -> int:
     for label, seconds in rows:
         print(f"| {label} | {seconds:.1f} s | {seconds / ref:.2f} |")
     print(f"\ncached / cold pipeline: {statistics.median(cached) / statistics.median(cold):.2f}")
+    if missing is None:
+        print(f"containers / subprocess, cold: {statistics.median(docker_cold) / statistics.median(cold):.2f}")
+    else:
+        print(f"container rows not measured: {missing}")
     return 0
 
 
