@@ -8,7 +8,7 @@ PREDICTOR_IMAGE ?= ghcr.io/boston-housing-kfp/boston-housing-predictor:0.1.0
 YAML   ?= boston_housing_pipeline.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint compile predict down clean bench notebook image push wheelhouse base-image image-local
+.PHONY: help install run test lint compile predict down clean bench notebook image push wheelhouse base-image image-local image-component image-predictor
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -90,11 +90,13 @@ wheelhouse: $(WHEELHOUSE)/serve/.filled $(WHEELHOUSE)/steps/.filled $(WHEELHOUSE
 base-image: ## build the local stand-in base $(LOCAL_BASE_IMAGE) from Debian packages (root; no registry needed)
 	DOCKER=$(DOCKER) kserve/base-image.sh $(LOCAL_BASE_IMAGE)
 
-image: wheelhouse ## build the component and predictor images (BASE_IMAGE=…, IMAGE=…, PREDICTOR_IMAGE=…)
-	$(DOCKER) build --quiet -f kserve/Dockerfile.component $(IMAGE_ARGS) -t $(IMAGE) .
-	$(DOCKER) build --quiet -f kserve/Dockerfile.predictor $(IMAGE_ARGS) -t $(PREDICTOR_IMAGE) .
+image: image-component image-predictor ## build the component and predictor images (BASE_IMAGE=…, IMAGE=…, PREDICTOR_IMAGE=…)
 
-image-local: base-image ## `make image` on the local base: for machines that cannot pull python:3.11-slim
+# Two targets, so `make -j2 image` builds both at once (the tests do).
+image-component image-predictor: image-%: wheelhouse
+	$(DOCKER) build --quiet -f kserve/Dockerfile.$* $(IMAGE_ARGS) -t $(if $(filter component,$*),$(IMAGE),$(PREDICTOR_IMAGE)) .
+
+image-local: base-image wheelhouse ## `make image` on the local base: for machines that cannot pull python:3.11-slim
 	$(MAKE) image BASE_IMAGE=$(LOCAL_BASE_IMAGE)
 
 push: image ## push both images; then `make compile IMAGE=…` points the pipeline at yours

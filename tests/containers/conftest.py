@@ -65,7 +65,7 @@ def store_settings(container_state) -> S3Settings:
 
 @pytest.fixture(scope="session")
 def images(docker_client, container_state) -> dict[str, str]:
-    """Both images, built by `make image-local` (the command users run), from the local Debian base."""
+    """Both images, built by `make image-local` (the command users run; -j2: both at once), from the local base."""
     import docker
 
     try:
@@ -73,7 +73,7 @@ def images(docker_client, container_state) -> dict[str, str]:
     except docker.errors.ImageNotFound:
         if os.getuid() != 0 or shutil.which("debootstrap") is None:
             unavailable("the local base image is missing and building it needs root and debootstrap")
-    result = subprocess.run(["make", "image-local"], cwd=REPO, capture_output=True, text=True,
+    result = subprocess.run(["make", "-j2", "image-local"], cwd=REPO, capture_output=True, text=True,
                             timeout=BUILD_TIMEOUT_S)
     assert result.returncode == 0, f"make image-local failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return {"component": config.IMAGE, "predictor": config.PREDICTOR_IMAGE}
