@@ -219,3 +219,23 @@ def test_down_stops_the_predictor_container(first_run, docker_client, cli_env, c
     assert docker_client.volumes.list(filters=scope) == []
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/v1/models/{config.MODEL_NAME}", timeout=5)
+
+
+def test_the_images_are_labelled_non_root_and_only_the_component_image_has_tensorflow(docker_client, images):
+    import kfp
+
+    revision = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
+    for image in images.values():
+        config_ = docker_client.images.get(image).attrs["Config"]
+        labels = config_["Labels"]
+        assert labels["org.opencontainers.image.version"] == "0.1.0"
+        assert labels["org.opencontainers.image.source"].startswith("https://")
+        if revision.returncode == 0:
+            assert labels["org.opencontainers.image.revision"].startswith(revision.stdout.strip())
+        assert config_["User"] not in ("", "0", "root")
+    probe = "import importlib.util as u, kfp; print(kfp.__version__, u.find_spec('tensorflow') is not None)"
+    component = docker_client.containers.run(images["component"], ["python3", "-c", probe], remove=True)
+    lean = "import importlib.util as u; print(u.find_spec('tensorflow') is None, u.find_spec('kserve') is not None)"
+    predictor = docker_client.containers.run(images["predictor"], ["-c", lean], entrypoint="python3", remove=True)
+    assert component.decode().split() == [kfp.__version__, "True"]  # the SDK that compiled the YAML runs it
+    assert predictor.decode().split() == ["True", "True"]
