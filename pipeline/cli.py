@@ -52,6 +52,11 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reuse results of unchanged steps from an earlier run (deploy always runs)")
     parser.add_argument("--verbose", action="store_true",
                         help="show kfp.local's full log (executor inputs, artifacts) instead of the condensed view")
+    parser.add_argument("--image", default=None,
+                        help=f"component image every step names (default: {config.IMAGE}); what --runner docker runs")
+    parser.add_argument("--predictor-image", default=None,
+                        help=f"predictor image (serving.predictor_image, default: {config.PREDICTOR_IMAGE}); what "
+                             "--runner docker serves with")
     parser.add_argument("--yaml", type=Path, default=None,
                         help="where to write the compiled pipeline that is run (default: in the state folder)")
 
@@ -105,7 +110,8 @@ def _run_arguments(args: argparse.Namespace) -> dict[str, Any]:
         "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
         "validation_split": args.validation_split, "patience": args.patience, "max_rmse": args.max_rmse,
         "champion_tolerance": args.champion_tolerance, "model_name": args.model_name, "bucket": args.bucket,
-        "serving": {"local_port": args.port},
+        "serving": {"local_port": args.port,
+                    **({"predictor_image": args.predictor_image} if args.predictor_image else {})},
     }  # run_local sets the serving target "local" and s3_endpoint="" (the store comes through the environment)
 
 
@@ -123,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _preflight_source(args.source, args.drop_columns)
     result = runner.run_local(_run_arguments(args), cache=args.cache, verbose=args.verbose, yaml_path=args.yaml,
-                              runner=args.runner)
+                              runner=args.runner, image=args.image)
     print(_summary(result, args.model_name))
     return 0 if result.passed else 3
 

@@ -136,6 +136,7 @@ def run_local(
     yaml_path: Path | None = None,
     stage: Callable[[str], None] = print,
     runner: str = "subprocess",
+    image: str | None = None,
 ) -> LocalRun:
     """The embedded default end to end: start (or find) the store, compile, run the compiled YAML on kfp.local.
 
@@ -149,6 +150,7 @@ def run_local(
         stage: Receives progress lines.
         runner: "subprocess" (every step in this environment) or "docker" (every step in the component image,
             the model served by a predictor container; pipeline/docker_run.py).
+        image: Component image the compiled YAML names (default ``config.IMAGE``); the docker runner runs it.
     """
     from components.common.state import state_dir
     from components.common.store import ObjectStore
@@ -172,7 +174,7 @@ def run_local(
     stage(f"    {'embedded SeaweedFS' if embedded else 'MinIO/S3'} at {settings.url}")
     yaml_path = Path(yaml_path or state / "compiled" / DEFAULT_YAML)
     stage(f"==> compiling the pipeline to {yaml_path}")
-    compile_pipeline(yaml_path)
+    compile_pipeline(yaml_path, image=image)
     where = " in containers of the component image" if runner == "docker" else ""
     stage(f"==> running the compiled pipeline on kfp.local{where} (load -> split -> train -> evaluate -> gate -> "
           "deploy)")
@@ -185,7 +187,7 @@ def run_local(
             from pipeline import docker_run
 
             kfp_runner = stack.enter_context(docker_run.docker_runner(
-                settings, state, state / "pipeline_root", config.IMAGE,
+                settings, state, state / "pipeline_root", image or config.IMAGE,
                 serving.get("predictor_image", config.PREDICTOR_IMAGE)))
         stack.enter_context(store_environment(settings))
         full_log = stack.enter_context(open(log_path, "w"))

@@ -6,6 +6,7 @@ same condition fails them, so CI cannot pass by skipping.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 
 from components.common.state import ENV_STATE_DIR
 from components.common.store import S3Settings
-from pipeline import config, embedded_s3
+from pipeline import embedded_s3
 from tests.containers.helpers import REPO, ContainerWatch, Run, cli, free_port, unavailable
 
 BUILD_TIMEOUT_S = 1800
@@ -73,10 +74,16 @@ def images(docker_client, container_state) -> dict[str, str]:
     except docker.errors.ImageNotFound:
         if os.getuid() != 0 or shutil.which("debootstrap") is None:
             unavailable("the local base image is missing and building it needs root and debootstrap")
-    result = subprocess.run(["make", "-j2", "image-local"], cwd=REPO, capture_output=True, text=True,
+    # Tags of this checkout's own, so test sessions of other checkouts sharing the engine never swap images under
+    # a run (the layers are shared all the same; kept afterwards as the build cache).
+    tag = hashlib.sha256(str(REPO).encode()).hexdigest()[:10]
+    built = {"component": f"localhost/boston-housing-kfp/components:test-{tag}",
+             "predictor": f"localhost/boston-housing-kfp/predictor:test-{tag}"}
+    result = subprocess.run(["make", "-j2", "image-local", f"IMAGE={built['component']}",
+                             f"PREDICTOR_IMAGE={built['predictor']}"], cwd=REPO, capture_output=True, text=True,
                             timeout=BUILD_TIMEOUT_S)
     assert result.returncode == 0, f"make image-local failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return {"component": config.IMAGE, "predictor": config.PREDICTOR_IMAGE}
+    return built
 
 
 @pytest.fixture(scope="session")
@@ -94,5 +101,6 @@ def port() -> int:
 @pytest.fixture(scope="session")
 def first_run(docker_client, images, cli_env, port) -> Run:
     with ContainerWatch(docker_client) as watch:
-        result = cli("run", "--runner", "docker", "--port", str(port), env=cli_env)
+        result = cli("run", "--runner", "docker", "--port", str(port), "--image", images["component"],
+                     "--predictor-image", images["predictor"], env=cli_env)
     return Run(result, list(watch.created))

@@ -67,11 +67,11 @@ def test_run_ends_with_the_usual_summary(first_run, port):
         assert f"[{step}] success" in out
 
 
-def test_each_step_ran_in_a_container_of_the_component_image(first_run, container_state):
+def test_each_step_ran_in_a_container_of_the_component_image(first_run, container_state, images):
     steps = _steps(first_run.created)
     assert set(steps) == _step_functions(container_state) and len(steps) == 5
     for function, attrs in steps.items():
-        assert attrs["Config"]["Image"] == config.IMAGE, function
+        assert attrs["Config"]["Image"] == images["component"], function
         uid = attrs["Config"]["User"].split(":")[0]
         assert uid and uid != "0", f"{function} ran as root"
         assert attrs["HostConfig"]["NetworkMode"] == "host"  # clients only: no step publishes anything
@@ -94,12 +94,12 @@ def test_the_version_and_its_manifest_are_in_s3(first_run, store_settings, tmp_p
 
 
 def test_the_predictor_runs_the_builder_shape_as_non_root(first_run, docker_client, container_state, port,
-                                                          store_settings):
+                                                          store_settings, images):
     container = _predictor(docker_client, container_state, port)
     attrs = container.attrs
     champion = read_champion(ObjectStore(store_settings), config.BUCKET, config.MODEL_NAME)
     shape = ct.custom_container(config.MODEL_NAME, champion["uri"])
-    assert attrs["Config"]["Image"] == config.PREDICTOR_IMAGE
+    assert attrs["Config"]["Image"] == images["predictor"]
     assert attrs["Config"]["Cmd"] == list(shape.args)
     assert attrs["Config"]["Entrypoint"] == ["boston-predictor"]
     env = dict(item.split("=", 1) for item in attrs["Config"]["Env"])
@@ -167,7 +167,7 @@ def test_a_missing_image_is_one_line_naming_the_build_command(docker_client):
 
 def test_a_failed_start_keeps_the_champion_serving_and_says_why(first_run, docker_client, images, container_state,
                                                                 port, store_settings):
-    broken = "localhost/boston-housing-kfp/broken-predictor:test"
+    broken = f"localhost/boston-housing-kfp/broken-predictor:test-{os.getpid()}"
     dockerfile = (f"FROM {images['predictor']}\nENTRYPOINT [\"python3\", \"-c\", \"import sys; "
                   "print('model folder unreadable (simulated)', file=sys.stderr); sys.exit(3)\"]\n")
     docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=broken, rm=True)
@@ -188,19 +188,20 @@ def test_a_failed_start_keeps_the_champion_serving_and_says_why(first_run, docke
     assert read_champion(store, config.BUCKET, config.MODEL_NAME)["version"] == before["version"]
     served = ct.find_served(docker_client, str(container_state), port)
     assert served is not None and served.uri == before["uri"]
-    assert _predictor(docker_client, container_state, port).attrs["Config"]["Image"] == config.PREDICTOR_IMAGE
+    assert _predictor(docker_client, container_state, port).attrs["Config"]["Image"] == images["predictor"]
     live = requests.post(f"{served.url}/v1/models/{config.MODEL_NAME}:predict", timeout=30,
                          json={"instances": [[0.0] * len(before["feature_names"])]})
     assert live.status_code == 200
 
 
 def test_a_second_run_replaces_the_container(first_run, docker_client, cli_env, container_state, port,
-                                             store_settings):
+                                             store_settings, images):
     store = ObjectStore(store_settings)
     before = read_champion(store, config.BUCKET, config.MODEL_NAME)
     old = _predictor(docker_client, container_state, port)
     with ContainerWatch(docker_client):
-        result = cli("run", "--runner", "docker", "--port", str(port), "--cache", env=cli_env)
+        result = cli("run", "--runner", "docker", "--port", str(port), "--cache", "--image", images["component"],
+                     "--predictor-image", images["predictor"], env=cli_env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     after = read_champion(store, config.BUCKET, config.MODEL_NAME)
     assert after["version"] != before["version"] and after["previous"] == before["version"]
