@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import urllib3
 from kubernetes import client as k8s
@@ -163,6 +164,61 @@ class ServingOptions:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+@dataclass(frozen=True)
+class RollOut:
+    """A rollout that is Ready and answered its smoke test.
+
+    Attributes:
+        generation: The generation that was applied and became Ready.
+        endpoint: The URL people call (the external one when the status has it).
+        smoke_url: The URL the smoke test reached.
+        max_diff: The largest |live - expected| seen.
+    """
+
+    generation: int
+    endpoint: str
+    smoke_url: str
+    max_diff: float
+
+
+def roll_out(
+    isvcs: InferenceServices,
+    manifest: Mapping[str, Any],
+    rows: np.ndarray,
+    expected: np.ndarray,
+    ready_timeout_s: float,
+    canary_traffic_percent: int = 100,
+    log: Callable[[str], None] = print,
+    atol: float = EQUALITY_ATOL,
+) -> RollOut:
+    """Applies ``manifest``, waits for that generation to be Ready and smoke-tests it with ``rows``.
+
+    The champion record is the caller's to move, after this returns.
+
+    Raises:
+        KServeDeployError: the rollout or the smoke test failed; the previous spec was put back (or a first
+            deployment deleted), and the message says so.
+    """
+    name = manifest["metadata"]["name"]
+    before, after = apply_inference_service(isvcs, manifest)
+    generation = int(after["metadata"].get("generation") or 1)
+    log(f"{'replaced' if before else 'created'} {isvcs.describe(name)} (generation {generation}); "
+        f"waiting up to {ready_timeout_s:.0f} s for it to be Ready")
+    try:
+        ready = wait_until_ready(isvcs, name, generation, ready_timeout_s, failure_info(before))
+        smoke_url = smoke_url_of(ready, canary_traffic_percent)
+        diff = local.smoke_test(smoke_url, name, rows, expected, atol=atol)
+    except DeployError as exc:
+        try:
+            done = roll_back(isvcs, name, before, ready_timeout_s)
+        except KServeDeployError as rollback_exc:
+            done = f"rollback failed too: {rollback_exc}"
+        log(done)
+        raise KServeDeployError(f"{exc}; {done}; the champion is unchanged") from None
+    endpoint = str((ready.get("status") or {}).get("url") or smoke_url)
+    return RollOut(generation, endpoint, smoke_url, diff)
+
+
 def deploy_kserve(
     store: ObjectStore,
     model_dir: Path,
@@ -220,25 +276,9 @@ def deploy_kserve(
     previous = read_champion(store, bucket, model_name)
     rows, expected = smoke_rows(predictions, feature_names)
 
-    before, after = apply_inference_service(isvcs, manifest)
-    generation = int(after["metadata"].get("generation") or 1)
-    log(f"{'replaced' if before else 'created'} {isvcs.describe(model_name)} (generation {generation}); "
-        f"waiting up to {ready_timeout_s:.0f} s for it to be Ready")
-    try:
-        ready = wait_until_ready(isvcs, model_name, generation, ready_timeout_s, failure_info(before))
-        smoke_url = smoke_url_of(ready, options.canary_traffic_percent)
-        diff = local.smoke_test(smoke_url, model_name, rows, expected, atol=atol)
-    except DeployError as exc:
-        try:
-            done = roll_back(isvcs, model_name, before, ready_timeout_s)
-        except KServeDeployError as rollback_exc:
-            done = f"rollback failed too: {rollback_exc}"
-        log(done)
-        raise KServeDeployError(f"{exc}; {done}; the champion is unchanged") from None
-    status = ready.get("status") or {}
-    endpoint = str(status.get("url") or smoke_url)
-    log(f"smoke test passed on {smoke_url} (max |diff| {diff:.2g} over {len(rows)} rows)")
+    rollout = roll_out(isvcs, manifest, rows, expected, ready_timeout_s, options.canary_traffic_percent, log, atol)
+    log(f"smoke test passed on {rollout.smoke_url} (max |diff| {rollout.max_diff:.2g} over {len(rows)} rows)")
     return promote(
-        store, location, manifest_files, metrics, feature_names, previous, endpoint, target="kserve",
-        inference_service=f"{isvcs.namespace}/{model_name}", generation=generation, runtime=options.runtime,
+        store, location, manifest_files, metrics, feature_names, previous, rollout.endpoint, target="kserve",
+        inference_service=f"{isvcs.namespace}/{model_name}", generation=rollout.generation, runtime=options.runtime,
     )

@@ -28,7 +28,7 @@ from components.common.registry import (
 from components.common.store import ObjectStore
 from components.common.versions import ModelLocation, read_champion
 from components.deploy import local
-from components.deploy.errors import DeployError, KServeDeployError
+from components.deploy.errors import DeployError
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def promote_kserve(
     Raises:
         KServeDeployError: the rollout or the smoke test failed; the previous spec is put back.
     """
-    from components.deploy import kserve_spec, kserve_status, kserve_target
+    from components.deploy import kserve_spec, kserve_target
 
     stored = verified_version(store, bucket, model_name, version)
     location = stored.location
@@ -177,28 +177,15 @@ def promote_kserve(
     with champion_lock(state, bucket, model_name):
         previous = read_champion(store, bucket, model_name)
         _refuse_current(previous, version)
-        before, after = kserve_target.apply_inference_service(isvcs, manifest)
-        generation = int(after["metadata"].get("generation") or 1)
-        log(f"{'replaced' if before else 'created'} {isvcs.describe(model_name)} (generation {generation}); "
-            f"waiting up to {ready_timeout_s:.0f} s for it to be Ready")
-        try:
-            ready = kserve_target.wait_until_ready(isvcs, model_name, generation, ready_timeout_s,
-                                                   kserve_status.failure_info(before))
-            smoke_url = kserve_status.smoke_url_of(ready, options.canary_traffic_percent)
-            diff = local.smoke_test(smoke_url, model_name, rows, expected, atol=EQUALITY_ATOL)
-        except (KServeDeployError, DeployError) as exc:
-            try:
-                done = kserve_target.roll_back(isvcs, model_name, before, ready_timeout_s)
-            except KServeDeployError as rollback_exc:
-                done = f"rollback failed too: {rollback_exc}"
-            log(done)
-            raise KServeDeployError(f"{exc}; {done}; the champion is unchanged") from None
-        endpoint = str((ready.get("status") or {}).get("url") or smoke_url)
-        log(f"smoke test passed on {smoke_url} (max |diff| {diff:.2g} over {len(rows)} probe rows)")
-        fields = _record_fields(stored, endpoint, "kserve", inference_service=f"{isvcs.namespace}/{model_name}",
-                                generation=generation, runtime=options.runtime)
+        rollout = kserve_target.roll_out(isvcs, manifest, rows, expected, ready_timeout_s,
+                                         options.canary_traffic_percent, log, EQUALITY_ATOL)
+        log(f"smoke test passed on {rollout.smoke_url} (max |diff| {rollout.max_diff:.2g} over {len(rows)} "
+            "probe rows)")
+        fields = _record_fields(stored, rollout.endpoint, "kserve",
+                                inference_service=f"{isvcs.namespace}/{model_name}", generation=rollout.generation,
+                                runtime=options.runtime)
         champion = move_champion(store, location, fields, previous, history)
-    return Promotion(previous["version"] if previous else None, version, endpoint, champion)
+    return Promotion(previous["version"] if previous else None, version, rollout.endpoint, champion)
 
 
 def rollback_target(champion: dict[str, Any] | None) -> tuple[str, list[str]]:
