@@ -193,23 +193,17 @@ def container_name(model_name: str, port: int) -> str:
 
 def wait_ready(container: Any, url: str, model_name: str, timeout: float = READY_TIMEOUT_S) -> None:
     """Polls the V1 model endpoint until ready; a container that exits fails at once with its last log line."""
-    import requests
-    from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
+    from components.common.processes import wait_until
+    from components.deploy.local import model_ready
 
     def ready() -> bool:
         container.reload()
         if container.status in ("exited", "dead"):
             code = container.attrs.get("State", {}).get("ExitCode")
             raise DeployError(f"predictor container exited with code {code}: {_last_log_line(container)}")
-        try:
-            response = requests.get(f"{url}/v1/models/{model_name}", timeout=1)
-            return response.status_code == 200 and response.json().get("ready") is True
-        except (requests.RequestException, ValueError):
-            return False
+        return model_ready(url, model_name)
 
-    poll = retry(stop=stop_after_delay(timeout), wait=wait_fixed(0.25), retry=retry_if_result(lambda ok: not ok),
-                 retry_error_callback=lambda _: False)(ready)
-    if not poll():
+    if not wait_until(ready, timeout, 0.25):
         raise DeployError(f"predictor not ready on {url} after {timeout:.0f} s: {_last_log_line(container)}")
 
 

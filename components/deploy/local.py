@@ -117,16 +117,21 @@ def start_predictor(
         if process.poll() is not None:
             serving_record(state, port).unlink(missing_ok=True)
             raise DeployError(f"predictor exited with code {process.returncode}: {_last_line(log)}")
-        try:
-            response = requests.get(f"{url}/v1/models/{model_name}", timeout=1)
-            return response.status_code == 200 and response.json().get("ready") is True
-        except (requests.RequestException, ValueError):
-            return False
+        return model_ready(url, model_name)
 
     if wait_until(ready, timeout, READY_POLL_S):
         return served
     stop_served(state, port)
     raise DeployError(f"predictor not ready on {url} after {timeout:.0f} s: {_last_line(log)}")
+
+
+def model_ready(url: str, model_name: str) -> bool:
+    """Whether the predictor at ``url`` says ``model_name`` is ready (KServe's V1 model route); False if unreachable."""
+    try:
+        response = requests.get(f"{url}/v1/models/{model_name}", timeout=1)
+        return response.status_code == 200 and response.json().get("ready") is True
+    except (requests.RequestException, ValueError):
+        return False
 
 
 def v1_request(rows: np.ndarray) -> dict[str, Any]:
