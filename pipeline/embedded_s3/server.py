@@ -45,6 +45,14 @@ from pipeline.embedded_s3.records import (
 READY_TIMEOUT_S = 30.0
 POLL_INTERVAL_S = 0.2
 STOP_TIMEOUT_S = 10.0
+# SeaweedFS keeps each bucket in its own collection, and every collection takes at least one
+# volume. Left at 0, weed sizes the volume count from the disk's free space divided by the
+# volume size (1 GB on a large disk), so a machine with 40 GB free refuses writes to a 41st
+# bucket with a 500. A fixed count makes capacity the same on every machine. Volumes are sparse
+# files that grow with what they hold, and weed turns them read-only when the disk runs low
+# (its -volume.minFreeSpace), so the count does not reserve disk.
+VOLUME_COUNT = 1000
+VOLUME_SIZE_MB = 128
 
 # glog prefixes fatal and error lines with F or E and the date, e.g. "F1125 11:08:31".
 _CAUSE = re.compile(r"^([FE]\d{4} |panic: |fatal error: )")
@@ -178,6 +186,8 @@ def _start(home: Path, keys: dict[str, str]) -> S3Settings:
         "-webdav=false",
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
+        f"-volume.max={VOLUME_COUNT}",
+        f"-master.volumeSizeLimitMB={VOLUME_SIZE_MB}",
         *(f"-{name}={port}" for name, port in sorted(ports.items())),
     ]
     # Keys go through the environment: a command line is visible to every user via ps.

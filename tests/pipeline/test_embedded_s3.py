@@ -9,6 +9,7 @@ import signal
 import socket
 import stat
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -220,6 +221,25 @@ def test_listens_only_on_loopback(own_server: tuple[Path, S3Settings]) -> None:
     assert {(table, ip) for table, ip, _ in sockets} == {("tcp", "127.0.0.1")}
     # Exactly the ports we chose: no WebDAV, Iceberg, Lance or default-port listeners.
     assert {port for _, _, port in sockets} == expected
+
+
+def test_room_for_buckets_is_fixed_not_taken_from_free_disk(own_server: tuple[Path, S3Settings]) -> None:
+    """Each bucket is a SeaweedFS collection with its own volume; weed's default caps volumes at
+    free disk / volume size, which refused the 41st bucket with a 500 on a disk with 40 GB free."""
+    state, settings = own_server
+    record = embedded_s3.read_server(state)
+    assert record is not None
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"http://127.0.0.1:{record.ports['master.port']}/dir/status", timeout=5.0) as answer:
+        topology = json.load(answer)["Topology"]
+
+    assert topology["Max"] == embedded_s3.server.VOLUME_COUNT
+    store = ObjectStore(settings)
+    for index in range(5):
+        bucket = f"room-{index}"
+        store.ensure_bucket(bucket)
+        store.put_bytes(bucket, "model/file.bin", bytes([index]) * 64)
+        assert store.get_bytes(bucket, "model/file.bin") == bytes([index]) * 64
 
 
 # --- lifecycle ----------------------------------------------------------------------
