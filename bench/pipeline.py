@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,15 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from components.common.ports import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 # This file is named like the project's `pipeline` package; drop its folder from the path so imports find the package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def one_process(state: Path, port: int) -> float:
@@ -99,7 +94,7 @@ def main() -> int:
         env = {**os.environ, "BOSTON_STATE_DIR": str(state)}
         for key in ("MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"):
             env.pop(key, None)
-        ref_port, port, container_port = _free_port(), _free_port(), _free_port()
+        ref_port, port, container_port = free_port(), free_port(), free_port()
         missing = containers_missing()
         try:
             reference, cold, cached, docker_cold, docker_cached = [], [], [], [], []

@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from components.common import ports
 from components.common.state import ENV_STATE_DIR
 from components.common.store import S3Settings
 from pipeline import embedded_s3
@@ -17,17 +17,10 @@ from pipeline import embedded_s3
 # --- ports ---------------------------------------------------------------------------
 
 
-def _unused_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it; the probe socket is closed)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def free_port() -> Callable[[], int]:
     """Hands out free ports on 127.0.0.1: call it once per server (``port = free_port()``)."""
-    return _unused_port
+    return ports.free_port
 
 
 # --- embedded S3 server -------------------------------------------------------------

@@ -32,7 +32,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,8 @@ from typing import Any
 
 import psutil
 from tenacity import RetryError, Retrying, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
+
+from components.common.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -123,12 +124,6 @@ def ensure_model(model_dir: Path) -> dict[str, Any]:
         )
         subprocess.run([sys.executable, "-c", code, str(model_dir)], check=True, capture_output=True)
     return json.loads(card_path.read_text())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- servers --------------------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ Any failure before the last step leaves the previous champion serving and record
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from components.common.model import EQUALITY_ATOL, linear_model_from_card
+from components.common.ports import free_port
 from components.common.registry import (
     RegistryError,
     StoredVersion,
@@ -67,12 +67,6 @@ def _record_fields(stored: StoredVersion, endpoint: str, target: str, **extra: A
     }
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 def _refuse_current(previous: dict[str, Any] | None, version: str) -> None:
     if previous and previous.get("version") == version:
         raise RegistryError(f"{version} is already the champion; nothing changed")
@@ -119,7 +113,7 @@ def promote_local(
         _refuse_current(previous, version)
         keeps = f"champion {previous['version']} keeps serving and stays champion" if previous else \
             "the champion record is unchanged"
-        trial_port = _free_port(host)
+        trial_port = free_port(host)
         try:
             trial = local.start_predictor(state, model_name, location.uri, host, trial_port, env)
             local.smoke_test(trial.url, model_name, rows, expected, atol=EQUALITY_ATOL)

@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
+from components.common.ports import free_port
 from components.common.state import ENV_STATE_DIR
 from components.common.store import S3Settings
 from pipeline import embedded_s3
-from tests.containers.helpers import REPO, ContainerWatch, Run, cli, free_port, unavailable
+from tests.containers.helpers import REPO, ContainerWatch, Run, cli, unavailable
 
 BUILD_TIMEOUT_S = 1800
 

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ import pandas as pd
 import psutil
 import pytest
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from components.common.ports import free_port
 
 # The command line that starts the predictor: the package's own entry, found by the interpreter, not by path.
 PREDICTOR_ARGV = (sys.executable, "-m", "boston_predictor")
@@ -94,12 +95,6 @@ def write_synthetic_model(model_dir: Path) -> Path:
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The synthetic model most server tests use (no TensorFlow, instant)."""
     return write_synthetic_model(tmp_path_factory.mktemp("synthetic") / "boston")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class NotReady(Exception):

@@ -1,9 +1,9 @@
 """The CLI's contract with people: help for every command, one-line errors, no tracebacks."""
 
-import socket
 
 import pytest
 
+from components.common.ports import free_port
 from pipeline.cli import build_parser, main
 
 
@@ -21,14 +21,8 @@ def test_run_help_explains_each_option():
     assert not undocumented
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_predict_against_nothing_is_one_line(capsys):
-    code = main(["predict", "--url", f"http://127.0.0.1:{_closed_port()}", *["1"] * 13])
+    code = main(["predict", "--url", f"http://127.0.0.1:{free_port()}", *["1"] * 13])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and "is the predictor running?" in err[0]

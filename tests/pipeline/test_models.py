@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -22,6 +21,7 @@ import numpy as np
 import pytest
 
 from components.common import model as fmt
+from components.common.ports import free_port
 from components.common.state import ENV_STATE_DIR, state_dir
 from components.common.store import ObjectStore
 from components.common.versions import ModelLocation, push_version, read_champion, write_champion
@@ -41,12 +41,6 @@ class Stored:
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         return rows @ self.weights + self.bias
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def store_version(store: ObjectStore, bucket: str, folder: Path, version: str, bias: float, seed: int = 42,

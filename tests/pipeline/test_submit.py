@@ -7,7 +7,6 @@ Nothing is mocked inside kfp: the client serialises real requests to a real serv
 from __future__ import annotations
 
 import re
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from components.common.ports import free_port
 from pipeline import submit as api
 from pipeline.runner import compile_pipeline
 from pipeline.submit import connection, follow
@@ -240,9 +240,7 @@ def test_cli_wait_timeout_exits_124_and_says_the_run_goes_on(kfp_api, compiled, 
 
 
 def test_cli_unreachable_host_is_one_line_and_fast(compiled, capsys):
-    with socket.socket() as probe:  # a port that was just free: nothing listens there
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # just released: nothing listens there
     started = time.monotonic()
     code, _, err = cli(capsys, "--host", f"http://127.0.0.1:{port}", "--yaml", str(compiled))
     assert code == 2
