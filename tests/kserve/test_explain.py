@@ -123,7 +123,8 @@ def test_a_card_without_training_means_cannot_explain_but_still_predicts(model_c
     assert server.post(PREDICT, {"instances": [ROW]}).status == 200
 
 
-def test_the_encoder_writes_what_orjson_writes_for_the_dicts():
+@pytest.mark.parametrize("n_rows", [1, 50, 256, 257, 1000])  # one block, its edges and several blocks
+def test_the_encoder_writes_what_orjson_writes_for_the_dicts(n_rows):
     import orjson
 
     from boston_predictor.explain import Explainer, as_dicts, encode_explanations, explanations
@@ -134,7 +135,7 @@ def test_the_encoder_writes_what_orjson_writes_for_the_dicts():
     spec = ModelSpec("m", model, "y", "features", "serving_default", None, 100)
     card = {"feature_means": [1.0, 2.0, 3.0]}
     explainer = Explainer.from_card(card, spec)
-    rows = np.random.default_rng(1).normal(0, 1e3, (50, 3))
+    rows = np.random.default_rng(n_rows).normal(0, 1e3, (n_rows, 3))
     predictions, contributions = explanations(spec, explainer, rows)
     encoded = encode_explanations(explainer, predictions, contributions)
     assert encoded == orjson.dumps(as_dicts(spec, explainer, predictions, contributions))
