@@ -22,7 +22,6 @@ from boston_predictor.rows import all_finite, parse_json, predict_rows
 from boston_predictor.spec import ModelSpec
 from components.common.model import ModelLoadError, feature_means_from_card
 
-
 _ROWS_PER_BLOCK = 256  # ~110 kB of output per block
 
 
