@@ -443,7 +443,8 @@ def explain_lines(results: Sequence[Measured]) -> list[str]:
         return []
     ratios = [("c=1 req/s", predict.c1.requests_per_s / explain.c1.requests_per_s),
               ("c=16 req/s", predict.c16.requests_per_s / explain.c16.requests_per_s)]
-    ratios += [(f"{n:,} rows/request".replace(",", " "), predict.rows_per_s[n] / explain.rows_per_s[n])
+    ratios += [(f"{n:,} {'row' if n == 1 else 'rows'}/request".replace(",", " "),
+                predict.rows_per_s[n] / explain.rows_per_s[n])
                for n in BATCH_SIZES if n in predict.rows_per_s and n in explain.rows_per_s]
     lines = ["", f"Explaining against predicting (ours, V1; cost = predict's rate / explain's rate; goal ≤ "
                  f"{EXPLAIN_GOAL:g}×):", "", "| load | cost of explain | within goal |", "|---|---:|:---:|"]
