@@ -84,7 +84,9 @@ def test_model_name_from_storage_uri(uri: str, name: str | None) -> None:
     assert name_from_uri(uri) == name
 
 
-@pytest.mark.parametrize("n", [1, 5000])  # both sides of the small-batch shortcut in the finiteness checks
+# Both sides of the small-batch shortcuts in the finiteness checks: 30 rows are 390 input values (summed from the
+# list), 31 rows 403 (numpy); 64 predictions are summed, 65 go through numpy.
+@pytest.mark.parametrize("n", [1, 30, 31, 64, 65, 5000])
 def test_non_finite_values_are_found_in_small_and_large_batches(loaded: Any, n: int) -> None:
     rows: list[list[Any]] = [list(ROW) for _ in range(n)]
     rows[-1][4] = float("nan")
