@@ -11,7 +11,7 @@ import pytest
 
 from components.common import ports
 from components.common.state import ENV_STATE_DIR
-from components.common.store import S3Settings
+from components.common.store import ObjectStore, S3Settings
 from pipeline import embedded_s3
 
 # --- ports ---------------------------------------------------------------------------
@@ -50,3 +50,9 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Settings]:
             if record is not None and embedded_s3.is_weed_process(record.pid):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(record.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def store(s3_server: S3Settings) -> ObjectStore:
+    """A client of the session's S3 server (stateless, so one serves every test)."""
+    return ObjectStore(s3_server)

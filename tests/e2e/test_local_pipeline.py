@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 import requests
 
-from components.common.store import ObjectStore
 from components.common.versions import fetch_version
 from components.deploy.local import read_served
 
@@ -52,11 +51,6 @@ def port(state, free_port):
 @pytest.fixture(scope="module")
 def first_run(env, port):
     return _cli("run", "--port", str(port), "--bucket", "e2e", env=env)
-
-
-@pytest.fixture(scope="module")
-def store(s3_server) -> ObjectStore:
-    return ObjectStore(s3_server)
 
 
 def _evaluate_predictions(state: Path) -> pd.DataFrame:

@@ -66,11 +66,6 @@ def store_version(store: ObjectStore, bucket: str, folder: Path, version: str, b
 
 
 @pytest.fixture
-def store(s3_server) -> ObjectStore:
-    return ObjectStore(s3_server)
-
-
-@pytest.fixture
 def bucket() -> str:
     return f"reg-{uuid.uuid4().hex[:10]}"
 

@@ -27,11 +27,6 @@ FAIL_FAST_BOUND_S = 10.0
 
 
 @pytest.fixture
-def store(s3_server: S3Settings) -> ObjectStore:
-    return ObjectStore(s3_server)
-
-
-@pytest.fixture
 def bucket(store: ObjectStore) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     assert store.ensure_bucket(name) is True

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from components.common.store import ObjectStore, S3Settings, StoreError
+from components.common.store import StoreError
 from components.common.versions import (
     MANIFEST,
     ManifestError,
@@ -32,11 +32,6 @@ def _model_folder(folder: Path, bias: float) -> Path:
 
 def _files(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture
-def store(s3_server: S3Settings) -> ObjectStore:
-    return ObjectStore(s3_server)
 
 
 @pytest.fixture

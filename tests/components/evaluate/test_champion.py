@@ -26,11 +26,6 @@ MODEL = "boston-housing"
 
 
 @pytest.fixture
-def store(s3_server) -> ObjectStore:
-    return ObjectStore(s3_server)
-
-
-@pytest.fixture
 def bucket() -> str:
     return f"champ-{uuid.uuid4().hex[:10]}"
 
