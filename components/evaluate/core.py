@@ -100,24 +100,21 @@ def decide_gate(
         decision.notes.append(f"{champion.reason}: no champion check, the absolute checks decide")
         return decision
     if isinstance(champion, ChampionComparison):
-        rmse, champ, limit = champion.candidate["rmse"], champion.champion["rmse"], \
-            champion.champion["rmse"] * (1.0 + champion_tolerance)
-        ok = rmse <= limit
-        decision.checks.append((
-            "vs_champion", ok,
-            f"on the {champion.rows} test rows champion {champion.version} never trained on: RMSE {rmse:.3f} "
-            f"{'<=' if ok else '>'} champion RMSE {champ:.3f} + {champion_tolerance:.0%} ({limit:.3f})",
+        decision.checks.append(_vs_champion(
+            champion.candidate["rmse"], champion.champion["rmse"], champion_tolerance,
+            f"on the {champion.rows} test rows champion {champion.version} never trained on: ",
         ))
-        return decision
-    if champion_rmse is not None:
-        limit = champion_rmse * (1.0 + champion_tolerance)
-        ok = rmse <= limit
-        decision.checks.append((
-            "vs_champion", ok,
-            f"RMSE {rmse:.3f} {'<=' if ok else '>'} champion RMSE {champion_rmse:.3f} + "
-            f"{champion_tolerance:.0%} ({limit:.3f})",
-        ))
+    elif champion_rmse is not None:
+        decision.checks.append(_vs_champion(rmse, champion_rmse, champion_tolerance))
     return decision
+
+
+def _vs_champion(rmse: float, champion_rmse: float, tolerance: float, rows: str = "") -> tuple[str, bool, str]:
+    """The champion check: the candidate may be at most ``tolerance`` (relative) worse than the champion."""
+    limit = champion_rmse * (1.0 + tolerance)
+    ok = rmse <= limit
+    return ("vs_champion", ok, f"{rows}RMSE {rmse:.3f} {'<=' if ok else '>'} champion RMSE {champion_rmse:.3f} + "
+                               f"{tolerance:.0%} ({limit:.3f})")
 
 
 @dataclass
