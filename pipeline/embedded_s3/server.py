@@ -232,7 +232,7 @@ def _start(home: Path, keys: dict[str, str]) -> S3Settings:
         # S3 answers before the volume server has told the master which volumes it
         # holds; until then reads of stored objects fail with 500 and writes have
         # nowhere to go.
-        return volumes_pending(_master_volumes(ports["master.port"]), stored)
+        return volumes_pending(master_status(ports["master.port"]), stored)
 
     last_error = Retrying(
         stop=stop_after_delay(READY_TIMEOUT_S), wait=wait_fixed(POLL_INTERVAL_S),
@@ -281,11 +281,12 @@ def volumes_pending(status: Mapping[str, object] | None, stored: set[int]) -> st
     return None
 
 
-def _master_volumes(port: int) -> dict[str, object] | None:
+def master_status(port: int, path: str = "/vol/status") -> dict[str, object] | None:
+    """A JSON status page of the master on ``port`` (``/vol/status``, ``/dir/status``), or None if it did not answer."""
     try:
         # Loopback only: no proxy from the environment may see this request.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(f"http://{HOST}:{port}/vol/status", timeout=2.0) as response:
+        with opener.open(f"http://{HOST}:{port}{path}", timeout=2.0) as response:
             answer = json.load(response)
     except (OSError, ValueError):
         return None

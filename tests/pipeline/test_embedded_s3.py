@@ -9,7 +9,6 @@ import signal
 import socket
 import stat
 import threading
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -229,11 +228,10 @@ def test_room_for_buckets_is_fixed_not_taken_from_free_disk(own_server: tuple[Pa
     state, settings = own_server
     record = embedded_s3.read_server(state)
     assert record is not None
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(f"http://127.0.0.1:{record.ports['master.port']}/dir/status", timeout=5.0) as answer:
-        topology = json.load(answer)["Topology"]
+    status = embedded_s3.server.master_status(record.ports["master.port"], "/dir/status")
 
-    assert topology["Max"] == embedded_s3.server.VOLUME_COUNT
+    assert status is not None, "the master did not answer /dir/status"
+    assert status["Topology"]["Max"] == embedded_s3.server.VOLUME_COUNT
     store = ObjectStore(settings)
     for index in range(5):
         bucket = f"room-{index}"
