@@ -28,7 +28,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 def one_process(state: Path, port: int) -> float:
     """load -> split -> train -> evaluate -> store + serve + smoke test, in this process (no KFP)."""
-    from components.common.store import ObjectStore
+    from boston_model.store import ObjectStore
     from components.deploy.core import deploy_local
     from components.evaluate.core import evaluate_model_dir, flat_metrics
     from components.load.core import load_table
@@ -64,7 +64,7 @@ def pipeline_run(env: dict[str, str], port: int, runner: str = "subprocess") -> 
 
 def containers_missing() -> str | None:
     """Why the container rows cannot be measured here (no engine, no images), or None."""
-    from components.common.errors import OneLineError
+    from boston_model.errors import OneLineError
     from pipeline import config, docker_run
 
     try:

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
+from boston_model.card import ModelLoadError, feature_means_from_card
 from boston_predictor.errors import RequestError
 from boston_predictor.protocol import rows_from_v1
 from boston_predictor.rows import all_finite, parse_json, predict_rows
 from boston_predictor.spec import ModelSpec
-from components.common.model import ModelLoadError, feature_means_from_card
 
 _ROWS_PER_BLOCK = 256  # ~110 kB of output per block
 

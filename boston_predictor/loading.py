@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from boston_model.card import LinearModel, ModelLoadError, linear_model_from_card, read_card
+from boston_model.versions import MANIFEST, ManifestError, verify_manifest
 from boston_predictor.errors import StartupError
-from components.common.model import LinearModel, ModelLoadError, linear_model_from_card, read_card
-from components.common.versions import MANIFEST, ManifestError, verify_manifest
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,8 @@ def name_from_uri(uri: str | None) -> str | None:
 
 def fetch_from_s3(uri: str, dest: Path) -> str | None:
     """Downloads and verifies a version by its manifest; returns the version id."""
-    from components.common.store import ObjectStore, S3Settings, StoreError
-    from components.common.versions import fetch_version
+    from boston_model.store import ObjectStore, S3Settings, StoreError
+    from boston_model.versions import fetch_version
 
     try:
         settings = S3Settings.from_env()

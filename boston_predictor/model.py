@@ -15,13 +15,13 @@ from kserve.model import Model
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from starlette.exceptions import HTTPException
 
+from boston_model.card import EQUALITY_ATOL
 from boston_predictor.errors import RequestError, StartupError
 from boston_predictor.explain import Explainer, explain_body, explain_payload
 from boston_predictor.loading import ModelSource, fetch_from_s3, load_folder, manifest_version, name_from_uri
 from boston_predictor.protocol import rows_from_v1, rows_from_v2
 from boston_predictor.rows import parse_json, predict_rows
 from boston_predictor.spec import DEFAULT_MAX_BATCH, OUTPUT_DATATYPE, ModelSpec
-from components.common.model import EQUALITY_ATOL
 
 
 class BostonHousingModel(Model):

@@ -8,7 +8,7 @@ from typing import Any
 from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME
 from prometheus_client import Counter
 
-from components.common.model import LinearModel
+from boston_model.card import LinearModel
 
 DEFAULT_BIND = "127.0.0.1"
 # 10 000 rows of 13 full-precision floats is about 2.5 MB of JSON; the two limits are set to agree.

@@ -264,7 +264,7 @@ COMMANDS = {"run": cmd_run, "compile": cmd_compile, "predict": cmd_predict, "dow
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; expected errors become one line on stderr and a non-zero exit, never a traceback."""
-    from components.common.errors import OneLineError
+    from boston_model.errors import OneLineError
 
     args = build_parser().parse_args(argv)
     try:
@@ -285,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _one_line(exc: BaseException) -> str:
     import re
 
-    from components.common.errors import first_line
+    from boston_model.errors import first_line
 
     # kfp.local colours its messages; the terminal line should not carry the escape codes.
     return first_line(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)), type(exc).__name__)

@@ -19,8 +19,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from components.common.errors import OneLineError
-from components.common.store import S3Settings
+from boston_model.errors import OneLineError
+from boston_model.store import S3Settings
 from components.deploy import container_target
 
 DEPLOY_FUNCTION = "deploy_model"

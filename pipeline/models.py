@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from boston_model.store import ObjectStore
+from boston_model.versions import ModelLocation, read_champion
 from components.common.registry import (
     ManifestCheck,
     StoredVersion,
@@ -19,8 +21,6 @@ from components.common.registry import (
     resolve_version,
     version_ids,
 )
-from components.common.store import ObjectStore
-from components.common.versions import ModelLocation, read_champion
 from components.deploy.promotion import Promotion, rollback_target
 from pipeline import config
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.common.store import S3Settings
+from boston_model.store import S3Settings
 from components.deploy.container_target import ServedContainer
 from components.deploy.local import ServedModel
 from pipeline import config
@@ -152,9 +152,9 @@ def run_local(
             the model served by a predictor container; pipeline/docker_run.py).
         image: Component image the compiled YAML names (default ``config.IMAGE``); the docker runner runs it.
     """
+    from boston_model.store import ObjectStore
+    from boston_model.versions import read_champion
     from components.common.state import state_dir
-    from components.common.store import ObjectStore
-    from components.common.versions import read_champion
     from components.deploy.local import read_served
     from pipeline import embedded_s3
     from pipeline.progress import CondensedLog

@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from boston_model.store import ObjectStore, S3Settings
 from components.common import ports
 from components.common.state import ENV_STATE_DIR
-from components.common.store import ObjectStore, S3Settings
 from pipeline import embedded_s3
 
 # --- ports ---------------------------------------------------------------------------

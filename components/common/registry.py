@@ -1,7 +1,7 @@
 """The model registry over the versioned store: list, read and verify stored versions, and move the champion.
 
 Every version under ``s3://<bucket>/<model>/`` is immutable and complete once its manifest exists (see
-:mod:`components.common.versions`). This module reads them without TensorFlow: the manifest, the model card and the
+:mod:`boston_model.versions`). This module reads them without TensorFlow: the manifest, the model card and the
 stored metrics are small JSON files. Moving the champion is serialised by a file lock (two promotions on one machine
 take turns) and re-checked under the lock (a promotion that started from another champion than the one now recorded
 refuses), so the record is never torn between two writers and its history never loses an entry.
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.common.errors import OneLineError
-from components.common.model import CARD_FILE
-from components.common.store import KeyNotFound, ObjectStore
-from components.common.versions import MANIFEST, METRICS_FILE, ModelLocation, read_champion, write_champion
+from boston_model.card import CARD_FILE
+from boston_model.errors import OneLineError
+from boston_model.store import KeyNotFound, ObjectStore
+from boston_model.versions import MANIFEST, METRICS_FILE, ModelLocation, read_champion, write_champion
 
 HISTORY_LIMIT = 50  # earlier champions kept in the record, newest last (rollback walks back through them)
 LOCK_TIMEOUT_S = 120.0  # a promotion (start, smoke test) takes seconds; a KServe rollout may take minutes

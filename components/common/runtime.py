@@ -7,8 +7,8 @@ import os
 import sys
 from collections.abc import Iterator
 
-from components.common.errors import OneLineError, first_line
-from components.common.store import ObjectStore, S3Settings, StoreError
+from boston_model.errors import OneLineError, first_line
+from boston_model.store import ObjectStore, S3Settings, StoreError
 
 # Errors whose message is already one readable line for people; anything else is a bug and keeps its traceback.
 # ValueError covers bad data and bad parameters (DataValidationError, TrainParams.check, …); OneLineError every

@@ -38,8 +38,8 @@ def deploy_model(
 
     import pandas as pd
 
+    from boston_model.card import read_card
     from components import config
-    from components.common.model import read_card
     from components.common.runtime import fail_with_one_line, object_store
     from components.deploy.serving import parse_serving
 
@@ -52,8 +52,8 @@ def deploy_model(
         scores = {k: v for k, v in metrics.metadata.items() if isinstance(v, (int, float))}
         store = object_store(s3_endpoint)
         if settings.target == "local":
+            from boston_model.versions import dumps
             from components.common.state import state_dir
-            from components.common.versions import dumps
             from components.deploy.core import deploy_local
 
             result = deploy_local(

@@ -21,9 +21,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.common.errors import first_line
-from components.common.store import ObjectStore, S3Settings
-from components.common.versions import read_champion
+from boston_model.errors import first_line
+from boston_model.store import ObjectStore, S3Settings
+from boston_model.versions import read_champion
 from components.deploy.errors import DeployError
 
 # The InferenceService builder's container shape: one pure function, shared with kserve_spec.

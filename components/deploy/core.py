@@ -11,15 +11,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components.common.registry import champion_lock, move_champion
-from components.common.store import ObjectStore
-from components.common.versions import (
+from boston_model.store import ObjectStore
+from boston_model.versions import (
     METRICS_FILE,
     ModelLocation,
     new_version,
     push_version,
     read_champion,
 )
+from components.common.registry import champion_lock, move_champion
 from components.deploy import local
 from components.deploy.errors import DeployError
 

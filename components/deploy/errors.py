@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from components.common.errors import OneLineError
+from boston_model.errors import OneLineError
 
 
 class DeployError(OneLineError):

@@ -19,7 +19,7 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from components.common.errors import first_line
+from boston_model.errors import first_line
 from components.deploy.errors import KServeDeployError
 from components.deploy.kserve_spec import GROUP, PLURAL, VERSION
 

@@ -22,7 +22,7 @@ from kserve.models import (
 )
 from kubernetes import client as k8s
 
-from components.common.store import parse_s3_uri
+from boston_model.store import parse_s3_uri
 from components.deploy.predictor_container import predictor_container
 
 GROUP = kserve_constants.KSERVE_GROUP

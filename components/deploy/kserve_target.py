@@ -22,9 +22,9 @@ import pandas as pd
 import urllib3
 from kubernetes import client as k8s
 
-from components.common.model import EQUALITY_ATOL, read_card
-from components.common.store import ObjectStore
-from components.common.versions import read_champion
+from boston_model.card import EQUALITY_ATOL, read_card
+from boston_model.store import ObjectStore
+from boston_model.versions import read_champion
 from components.deploy import local
 from components.deploy.core import DeployResult, promote, smoke_rows, store_version
 from components.deploy.errors import DeployError, KServeDeployError

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from components.common.model import EQUALITY_ATOL, linear_model_from_card
+from boston_model.card import EQUALITY_ATOL, linear_model_from_card
+from boston_model.store import ObjectStore
+from boston_model.versions import ModelLocation, read_champion
 from components.common.ports import free_port
 from components.common.registry import (
     RegistryError,
@@ -25,8 +27,6 @@ from components.common.registry import (
     read_version,
     require_verified,
 )
-from components.common.store import ObjectStore
-from components.common.versions import ModelLocation, read_champion
 from components.deploy import local
 from components.deploy.errors import DeployError
 

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components.common.model import LinearModel, ModelLoadError, linear_model_from_card, read_card, row_fingerprints
-from components.common.store import KeyNotFound, ObjectStore
-from components.common.versions import ManifestError, fetch_version, read_champion
+from boston_model.card import LinearModel, ModelLoadError, linear_model_from_card, read_card, row_fingerprints
+from boston_model.store import KeyNotFound, ObjectStore
+from boston_model.versions import ManifestError, fetch_version, read_champion
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,8 @@ def evaluate_model(
 
     import pandas as pd
 
+    from boston_model.card import load_linear_model
     from components import config
-    from components.common.model import load_linear_model
     from components.common.runtime import fail_with_one_line, object_store, store_settings
     from components.evaluate import core
     from components.evaluate.champion import champion_state

@@ -11,9 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components import config
-from components.common import report
-from components.common.model import (
+from boston_model.card import (
     EQUALITY_ATOL,
     LinearModel,
     explain_rows,
@@ -21,6 +19,8 @@ from components.common.model import (
     linear_model_from_card,
     read_card,
 )
+from components import config
+from components.common import report
 from components.evaluate.champion import ChampionComparison, ChampionState, ChampionUnavailable
 
 

@@ -26,7 +26,7 @@ def load_data(
 
     with fail_with_one_line("load"):
         def read_s3(uri: str) -> bytes:
-            from components.common.store import parse_s3_uri
+            from boston_model.store import parse_s3_uri
 
             bucket, key = parse_s3_uri(uri)
             return object_store(s3_endpoint).get_bytes(bucket, key)

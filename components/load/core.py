@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from boston_model.errors import first_line
 from components import config
-from components.common.errors import first_line
 
 # MEDV is a median home value in $1000s, censored at 50 in the original survey.
 TARGET_RANGE = (0.0, 100.0)

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from boston_model import card as model_format
 from components import config
-from components.common import model as model_format
 from components.common import report
 
 PROBE_ROWS = 8

@@ -12,7 +12,7 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 
-from components.common.store import StoreError
+from boston_model.store import StoreError
 
 HOST = "127.0.0.1"
 PREFERRED_S3_PORT = 8333

@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from components.common.store import StoreError
+from boston_model.store import StoreError
 
 
 @dataclass(frozen=True)

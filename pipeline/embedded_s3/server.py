@@ -29,9 +29,9 @@ import psutil
 from filelock import FileLock
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
+from boston_model.store import ObjectStore, S3Settings, StoreError
 from components.common.processes import is_running, terminate_group
 from components.common.state import state_dir
-from components.common.store import ObjectStore, S3Settings, StoreError
 from pipeline.embedded_s3.ports import HOST, pick_ports, port_answers, remove_sockets
 from pipeline.embedded_s3.records import (
     ServerRecord,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from components.common.errors import first_line
+from boston_model.errors import first_line
 from pipeline.submit.errors import KfpApiError, KfpAuthError, KfpConnectionError, SubmitError
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import Any
 
 import tenacity
 
-from components.common.errors import first_line
+from boston_model.errors import first_line
 from pipeline.submit.connection import host_of, remote_call
 from pipeline.submit.errors import KfpApiError, KfpConnectionError, RunFailedError, RunTimeoutError
 

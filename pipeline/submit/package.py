@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.common.errors import first_line
+from boston_model.errors import first_line
 from pipeline.submit.errors import ParameterError, SubmitError
 
 

@@ -100,7 +100,7 @@ def test_load_writes_the_validated_table_with_metadata(loaded):
 
 
 def test_load_reads_from_s3_with_the_environment_credentials(kfp_local, s3_server):
-    from components.common.store import ObjectStore
+    from boston_model.store import ObjectStore
     from components.load.core import bundled_csv_bytes
 
     store = ObjectStore(s3_server)

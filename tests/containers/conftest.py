@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from boston_model.store import S3Settings
 from components.common.ports import free_port
 from components.common.state import ENV_STATE_DIR
-from components.common.store import S3Settings
 from pipeline import embedded_s3
 from tests.containers.helpers import REPO, ContainerWatch, Run, cli, unavailable
 

@@ -14,8 +14,8 @@ import pytest
 import requests
 import yaml
 
-from components.common.store import ObjectStore
-from components.common.versions import MANIFEST, fetch_version, parse_s3_uri, read_champion
+from boston_model.store import ObjectStore
+from boston_model.versions import MANIFEST, fetch_version, parse_s3_uri, read_champion
 from components.deploy import container_target as ct
 from pipeline import config
 from pipeline.docker_run import ContainerRunError, require_images

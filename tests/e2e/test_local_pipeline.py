@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import requests
 
-from components.common.versions import fetch_version
+from boston_model.versions import fetch_version
 from components.deploy.local import read_served
 
 RUN_TIMEOUT_S = 600

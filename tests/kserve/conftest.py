@@ -65,7 +65,7 @@ def write_synthetic_model(model_dir: Path) -> Path:
     """
     import numpy as np
 
-    from components.common import model as model_format
+    from boston_model import card as model_format
     from pipeline import config
 
     rng = np.random.default_rng(7)

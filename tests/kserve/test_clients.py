@@ -17,7 +17,7 @@ import pytest
 import tritonclient.http as triton
 from kserve.protocol.infer_type import InferInput, InferRequest
 
-from components.common.model import load_linear_model
+from boston_model.card import load_linear_model
 from kserve import InferenceRESTClient, RESTConfig
 
 MODEL = "boston-housing"

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from components.common import model as fmt
+from boston_model import card as fmt
 from tests.kserve.test_predictor_strictness import CASES, MAX_BATCH, ROW, _chunked_past_the_limit
 
 PREDICT = "/v1/models/boston-housing:predict"

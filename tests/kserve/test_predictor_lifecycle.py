@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from components.common.versions import MANIFEST, build_manifest
+from boston_model.versions import MANIFEST, build_manifest
 
 V1 = "/v1/models/boston-housing:predict"
 V2 = "/v2/models/boston-housing/infer"

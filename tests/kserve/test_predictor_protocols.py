@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from components.common.model import EQUALITY_ATOL, load_linear_model
+from boston_model.card import EQUALITY_ATOL, load_linear_model
 
 V1 = "/v1/models/boston-housing:predict"
 V2 = "/v2/models/boston-housing/infer"

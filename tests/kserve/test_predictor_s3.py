@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from components.common.store import ObjectStore
-from components.common.versions import ModelLocation, push_version
+from boston_model.store import ObjectStore
+from boston_model.versions import ModelLocation, push_version
 
 ROW = [0.00632, 18.0, 2.31, 0.0, 0.538, 6.575, 65.2, 4.09, 1.0, 296.0, 15.3, 396.9, 4.98]
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from components.common.model import load_linear_model, read_card
+from boston_model.card import load_linear_model, read_card
 from components.deploy.core import smoke_rows
 from components.deploy.local import SMOKE_ATOL, v1_request
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.common import model as fmt
+from boston_model import card as fmt
+from boston_model.store import ObjectStore
+from boston_model.versions import ModelLocation, push_version, read_champion, write_champion
 from components.common.ports import free_port
 from components.common.state import ENV_STATE_DIR, state_dir
-from components.common.store import ObjectStore
-from components.common.versions import ModelLocation, push_version, read_champion, write_champion
 from components.deploy.local import predict_v1, read_served, stop_served
 from pipeline import config, models
 from pipeline.cli import main
@@ -245,7 +245,7 @@ def test_two_promotions_at_once_cannot_tear_the_record(store, three, bucket, por
 def test_kserve_promote_updates_the_inference_service_and_waits(store, three, bucket):
     from kubernetes import client
 
-    from components.common.store import parse_s3_uri
+    from boston_model.store import parse_s3_uri
     from tests.doubles.k8s_api import running
 
     def load_model(uri: str):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.common import model as fmt
+from boston_model import card as fmt
 
 
 def test_contributions_sum_to_prediction_minus_baseline_on_every_test_row(trained, seed_split):

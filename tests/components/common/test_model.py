@@ -1,4 +1,4 @@
-"""Unit tests of components/common/model.py: folding, the card, and the equality proof at load."""
+"""Unit tests of boston_model/card.py: folding, the card, and the equality proof at load."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from components.common import model as fmt
+from boston_model import card as fmt
 
 
 def test_fold_normalization_equals_normalize_then_dense():

@@ -2,8 +2,8 @@
 
 import pytest
 
+from boston_model.store import StoreError
 from components.common.runtime import fail_with_one_line
-from components.common.store import StoreError
 from components.deploy.errors import KServeDeployError
 from components.load.core import DataValidationError
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from components.common.store import (
+from boston_model.store import (
     KeyNotFound,
     ObjectStore,
     S3Settings,

@@ -1,4 +1,4 @@
-"""components/common/versions.py against the real embedded S3 store: versions are immutable and verified."""
+"""boston_model/versions.py against the real embedded S3 store: versions are immutable and verified."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from components.common.store import StoreError
-from components.common.versions import (
+from boston_model.store import StoreError
+from boston_model.versions import (
     MANIFEST,
     ManifestError,
     ModelLocation,

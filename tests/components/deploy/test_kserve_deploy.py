@@ -19,9 +19,9 @@ import pytest
 import yaml
 from kubernetes import client
 
-from components.common import model as model_format
-from components.common.store import ObjectStore, S3Settings, parse_s3_uri
-from components.common.versions import read_champion
+from boston_model import card as model_format
+from boston_model.store import ObjectStore, S3Settings, parse_s3_uri
+from boston_model.versions import read_champion
 from components.deploy import errors, kserve_api, kserve_spec, kserve_target
 from components.deploy.local import predict_v1
 from pipeline import config

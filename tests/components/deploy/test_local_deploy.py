@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.common.store import ObjectStore, S3Settings
-from components.common.versions import read_champion
+from boston_model.store import ObjectStore, S3Settings
+from boston_model.versions import read_champion
 from components.deploy.core import DeployResult, deploy_local
 from components.deploy.errors import DeployError
 from components.deploy.local import predict_v1, read_served, stop_served

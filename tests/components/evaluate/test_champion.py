@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.common import model as fmt
-from components.common.store import ObjectStore
-from components.common.versions import ModelLocation, push_version, write_champion
+from boston_model import card as fmt
+from boston_model.store import ObjectStore
+from boston_model.versions import ModelLocation, push_version, write_champion
 from components.evaluate import core
 from components.evaluate.champion import ChampionComparison, ChampionUnavailable, champion_state
 from components.split.core import split_frame

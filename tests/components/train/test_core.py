@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from components.common.model import CARD_FILE, load_linear_model
+from boston_model.card import CARD_FILE, load_linear_model
 from components.evaluate.core import regression_metrics
 from components.train.core import TrainParams, curves_report, train_model
 from pipeline import config

@@ -21,7 +21,7 @@ import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
 
-from components.common.errors import OneLineError, first_line
+from boston_model.errors import OneLineError, first_line
 
 ENV_ENDPOINT = "MINIO_ENDPOINT"
 ENV_ACCESS_KEY = "MINIO_ACCESS_KEY"

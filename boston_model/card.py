@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from components.common.errors import OneLineError
+from boston_model.errors import OneLineError
 
 CARD_FILE = "boston_model.json"
 SAVEDMODEL_DIR = "1"  # KServe's TensorFlow runtime (TF Serving) wants <model>/<version>/saved_model.pb

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.common.errors import OneLineError
-from components.common.store import KeyNotFound, ObjectStore, StoreError, parse_s3_uri, sha256_file
+from boston_model.errors import OneLineError
+from boston_model.store import KeyNotFound, ObjectStore, StoreError, parse_s3_uri, sha256_file
 
 MANIFEST = "manifest.json"
 CHAMPION = "champion.json"
