@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bind", default=DEFAULT_BIND, help="address the REST server listens on (0.0.0.0 in a pod)")
     parser.add_argument("--max_batch", type=int, default=DEFAULT_MAX_BATCH, help="most rows per request")
     parser.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="largest request body")
+    parser.add_argument("--takeover", type=Path, default=None,
+                        help="handover path of a seamless local release: serve on --http_port (the trial port), and "
+                             "on SIGUSR1 also accept on the public socket offered there (boston_predictor.handover)")
     parser.add_argument("--log_requests", action="store_true",
                         help="log a line per request (access log and KServe latency log); off by default")
     # Our defaults for KServe's own flags: gRPC off (it would bind [::]), no model name unless given.
@@ -81,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         access_log_format=args.access_log_format,
         event_loop=args.event_loop,
         timeout_keep_alive=args.timeout_keep_alive,
+        takeover=args.takeover,
     )
     server = build_server(model, options)
     assert model.spec is not None

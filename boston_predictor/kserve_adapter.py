@@ -7,7 +7,10 @@ kserve 0.21 offers no public seam for three things this server needs, so they ar
   repeats that method's single-process branch, calling `_register_and_check_atleast_one_model_is_ready`, keeping
   the server in `_rest_server` (where `ModelServer.stop` looks) and running `_serve`;
 * leaving out KServe's per-request timing middleware (`RESTServer._add_middlewares`), a third of throughput;
-* reaching the FastAPI app, which KServe keeps as the module global `kserve.model_server.app`.
+* reaching the FastAPI app, which KServe keeps as the module global `kserve.model_server.app`;
+* adding a listening socket to the running uvicorn server (`RESTServer._server`) when a release hands the public
+  socket over (`boston_predictor.handover`): uvicorn builds its protocol factory inside ``startup``, so the same
+  factory is rebuilt here from the server's public ``config``, ``server_state`` and ``lifespan``.
 
 Everything else (flags, the dataplane, the model repository, signal handling) is KServe's public API.
 """
@@ -17,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import kserve.model_server as kserve_model_server
@@ -26,6 +31,7 @@ from kserve.model import Model
 from kserve.protocol.rest.server import RESTServer
 
 from boston_predictor.front import ASGIApp
+from boston_predictor.handover import Offer, receive_listener
 
 KSERVE_VERSION = "0.21.0"  # the release these names were read from (setup.cfg pins it)
 
@@ -36,7 +42,9 @@ PRIVATE_NAMES = (
     "_serve",
     "_add_middlewares",
     "kserve_model_server.app",
+    "_server",
 )
+log = logging.getLogger("kserve")
 
 
 def kserve_app() -> FastAPI:
@@ -91,16 +99,20 @@ class PredictorServer(kserve_model_server.ModelServer):
         front: Wraps KServe's app (see `BoundRESTServer`).
         configure_app: Called with KServe's app before serving.
         log_requests: Keep KServe's per-request logs.
+        takeover: Handover path of a seamless local release: on SIGUSR1 the server takes the public listening
+            socket offered there, accepts on it too, and offers it there itself (`boston_predictor.handover`).
         **kwargs: `kserve.ModelServer` arguments.
     """
 
     def __init__(self, *, bind: str, front: Callable[[ASGIApp], ASGIApp], configure_app: Callable[[FastAPI], None],
-                 log_requests: bool, **kwargs: Any) -> None:
+                 log_requests: bool, takeover: Path | None = None, **kwargs: Any) -> None:
         super().__init__(enable_grpc=False, workers=1, enable_latency_logging=log_requests, **kwargs)
         self.bind = bind
         self.front = front
         self.configure_app = configure_app
         self.log_requests = log_requests
+        self.takeover = takeover
+        self._offer: Offer | None = None
 
     def start(self, models: list[Model]) -> None:
         """Serves until SIGTERM/SIGINT; in-flight requests finish (uvicorn's graceful shutdown) before it returns."""
@@ -131,4 +143,36 @@ class PredictorServer(kserve_model_server.ModelServer):
         gc.freeze()
         # ModelServer.start uses asyncio.run, i.e. the default loop, whatever --event-loop says; honour it (uvloop).
         with asyncio.Runner(loop_factory=self._rest_server.config.get_loop_factory()) as runner:
-            runner.run(self._serve())
+            runner.run(self._serve_until_stopped())
+
+    async def _serve_until_stopped(self) -> None:
+        if self.takeover is not None:
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(self.take_over()))
+        await self._serve()
+
+    async def take_over(self) -> None:
+        """Accepts on the public socket offered at ``takeover`` too, then offers it there (SIGUSR1; idempotent)."""
+        assert self.takeover is not None
+        identity = f"{self.bind}:{self.http_port}"
+        if self._offer is not None:  # already serving it: offer it again (a failed release hands it back)
+            self._offer.close()
+            self._offer = Offer(self._offer_listener, self.takeover, identity)
+            return
+        try:
+            listener, offered_by = await asyncio.to_thread(receive_listener, self.takeover)
+        except OSError as exc:
+            log.error("cannot take over the public listener at %s: %s", self.takeover, exc)
+            return
+        server = self._rest_server._server
+        config = server.config
+
+        def protocol() -> asyncio.Protocol:
+            return config.http_protocol_class(config=config, server_state=server.server_state,
+                                              app_state=server.lifespan.state)
+
+        server.servers.append(await asyncio.get_running_loop().create_server(protocol, sock=listener,
+                                                                             backlog=config.backlog))
+        self._offer_listener = listener
+        self._offer = Offer(listener, self.takeover, identity)
+        log.info("took over the public listener %s from %s", listener.getsockname()[:2], offered_by)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -32,6 +33,7 @@ class ServeOptions:
     access_log_format: str | None = None
     event_loop: str = "auto"
     timeout_keep_alive: int = 65
+    takeover: Path | None = None
 
 
 class StrictDataPlane(DataPlane):
@@ -90,6 +92,7 @@ def build_server(model: BostonHousingModel, options: ServeOptions) -> PredictorS
         access_log_format=options.access_log_format,
         event_loop=options.event_loop,
         timeout_keep_alive=options.timeout_keep_alive,
+        takeover=options.takeover,
     )
     # A public attribute: ModelServer builds its REST server (and so the routes) from it when it starts.
     server.dataplane = StrictDataPlane(model_registry=server.registered_models)
