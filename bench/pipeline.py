@@ -28,8 +28,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 def one_process(state: Path, port: int) -> float:
     """load -> split -> train -> evaluate -> store + serve + smoke test, in this process (no KFP)."""
-    from boston_model.store import ObjectStore
     from components.deploy.core import deploy_local
+
+    from boston_model.store import ObjectStore
     from components.evaluate.core import evaluate_model_dir, flat_metrics
     from components.load.core import load_table
     from components.split.core import split_frame

@@ -18,17 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from boston_model.errors import OneLineError
+from boston_model.errors import BadInput
 
 CARD_FILE = "boston_model.json"
 SAVEDMODEL_DIR = "1"  # KServe's TensorFlow runtime (TF Serving) wants <model>/<version>/saved_model.pb
 FORMAT_VERSION = 1
 # float32 SavedModel against the float64 folded map: outputs are ~10-50, float32 keeps ~7 digits.
 EQUALITY_ATOL = 1e-4
-
-
-class ModelLoadError(OneLineError):
-    """A model folder that cannot be served: missing, corrupt, or not equal to its SavedModel."""
 
 
 @dataclass(frozen=True)
@@ -92,15 +88,15 @@ def read_card(model_dir: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ModelLoadError(f"model folder {Path(model_dir).name!r} has no {CARD_FILE}") from None
+        raise BadInput(f"model folder {Path(model_dir).name!r} has no {CARD_FILE}") from None
     if not text.strip():
-        raise ModelLoadError(f"{CARD_FILE} is empty")
+        raise BadInput(f"{CARD_FILE} is empty")
     try:
         card = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ModelLoadError(f"{CARD_FILE} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise BadInput(f"{CARD_FILE} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(card, dict) or card.get("format_version") != FORMAT_VERSION:
-        raise ModelLoadError(f"{CARD_FILE} has an unknown format (expected format_version {FORMAT_VERSION})")
+        raise BadInput(f"{CARD_FILE} has an unknown format (expected format_version {FORMAT_VERSION})")
     return card
 
 
@@ -113,15 +109,15 @@ def linear_model_from_card(card: dict[str, Any]) -> LinearModel:
         probe_x = np.asarray(card["probe"]["inputs"], dtype=np.float64)
         probe_y = np.asarray(card["probe"]["savedmodel_outputs"], dtype=np.float64)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ModelLoadError(f"{CARD_FILE} is missing or has a bad field: {exc}") from None
+        raise BadInput(f"{CARD_FILE} is missing or has a bad field: {exc}") from None
     if weights.shape != (len(names),) or not np.all(np.isfinite(weights)) or not math.isfinite(bias):
-        raise ModelLoadError(f"{CARD_FILE}: weights do not match the {len(names)} feature names or are not finite")
+        raise BadInput(f"{CARD_FILE}: weights do not match the {len(names)} feature names or are not finite")
     model = LinearModel(names, weights, bias)
     if probe_x.ndim != 2 or probe_x.shape[0] == 0 or probe_x.shape[0] != probe_y.shape[0]:
-        raise ModelLoadError(f"{CARD_FILE}: probe rows are missing or malformed")
+        raise BadInput(f"{CARD_FILE}: probe rows are missing or malformed")
     diff = float(np.max(np.abs(model.predict(probe_x) - probe_y.reshape(-1))))
     if not diff <= EQUALITY_ATOL:
-        raise ModelLoadError(f"folded model differs from the SavedModel by {diff:.3g} (> {EQUALITY_ATOL})")
+        raise BadInput(f"folded model differs from the SavedModel by {diff:.3g} (> {EQUALITY_ATOL})")
     return model
 
 
@@ -169,11 +165,11 @@ def feature_means_from_card(card: dict[str, Any], model: LinearModel) -> np.ndar
     """The training rows' feature means recorded at training time (cards older than explanations have none)."""
     means = card.get("feature_means")
     if not isinstance(means, list) or len(means) != model.n_features:
-        raise ModelLoadError(f"{CARD_FILE} has no feature_means for {model.n_features} features: retrain the model "
+        raise BadInput(f"{CARD_FILE} has no feature_means for {model.n_features} features: retrain the model "
                              "to explain its predictions")
     values = np.asarray(means, dtype=np.float64)
     if not np.all(np.isfinite(values)):
-        raise ModelLoadError(f"{CARD_FILE}: feature_means are not finite")
+        raise BadInput(f"{CARD_FILE}: feature_means are not finite")
     return values
 
 

@@ -21,7 +21,7 @@ import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
 
-from boston_model.errors import OneLineError, first_line
+from boston_model.errors import BadInput, OneLineError, first_line
 
 ENV_ENDPOINT = "MINIO_ENDPOINT"
 ENV_ACCESS_KEY = "MINIO_ACCESS_KEY"
@@ -154,7 +154,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     scheme, sep, rest = uri.partition("://")
     bucket, _, key = rest.partition("/")
     if not sep or scheme.lower() not in _URI_SCHEMES or not bucket or not key:
-        raise ValueError(f"not an object URI: {uri!r} (expected s3://bucket/key or minio://bucket/key)")
+        raise BadInput(f"not an object URI: {uri!r} (expected s3://bucket/key or minio://bucket/key)")
     return bucket, key
 
 

@@ -21,16 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from boston_model.errors import OneLineError
+from boston_model.errors import BadInput
 from boston_model.store import KeyNotFound, ObjectStore, StoreError, parse_s3_uri, sha256_file
 
 MANIFEST = "manifest.json"
 CHAMPION = "champion.json"
 METRICS_FILE = "metrics.json"  # the evaluation a version passed, stored with it (the registry lists it)
-
-
-class ManifestError(OneLineError):
-    """A downloaded version does not match its manifest (missing file, wrong size or checksum)."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +56,7 @@ def build_manifest(model_dir: Path, version: str) -> dict[str, Any]:
         rel = path.relative_to(model_dir).as_posix()
         files[rel] = {"sha256": sha256_file(path), "size": path.stat().st_size}
     if not files:
-        raise ManifestError(f"model folder {model_dir} is empty")
+        raise BadInput(f"model folder {model_dir} is empty")
     return {"version": version, "files": files, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
@@ -109,14 +105,14 @@ def fetch_version(store: ObjectStore, uri: str, dest: Path) -> dict[str, Any]:
         dest: Local folder to fill (created).
 
     Raises:
-        ManifestError: no manifest (an incomplete upload), a missing file, or a size/checksum mismatch.
+        BadInput: no manifest (an incomplete upload), a missing file, or a size/checksum mismatch.
     """
     bucket, prefix = parse_s3_uri(uri)
     prefix = prefix.rstrip("/") + "/"
     try:
         manifest = store.get_json(bucket, prefix + MANIFEST)
     except KeyNotFound:
-        raise ManifestError(f"{uri} has no {MANIFEST}: the upload is incomplete or the URI is wrong") from None
+        raise BadInput(f"{uri} has no {MANIFEST}: the upload is incomplete or the URI is wrong") from None
     dest = Path(dest)
     for rel, _entry in manifest["files"].items():
         target = dest / rel
@@ -124,7 +120,7 @@ def fetch_version(store: ObjectStore, uri: str, dest: Path) -> dict[str, Any]:
         try:
             store.download_file(bucket, prefix + rel, target)
         except KeyNotFound:
-            raise ManifestError(f"{uri}{rel} is listed in the manifest but missing") from None
+            raise BadInput(f"{uri}{rel} is listed in the manifest but missing") from None
     verify_manifest(dest, manifest)
     return manifest
 
@@ -134,12 +130,12 @@ def verify_manifest(model_dir: Path, manifest: dict[str, Any]) -> None:
     for rel, entry in manifest["files"].items():
         path = Path(model_dir) / rel
         if not path.is_file():
-            raise ManifestError(f"{rel} is missing")
+            raise BadInput(f"{rel} is missing")
         size = path.stat().st_size
         if size != entry["size"]:
-            raise ManifestError(f"{rel} has {size} bytes, the manifest says {entry['size']}")
+            raise BadInput(f"{rel} has {size} bytes, the manifest says {entry['size']}")
         if sha256_file(path) != entry["sha256"]:
-            raise ManifestError(f"{rel} does not match its sha256 in the manifest")
+            raise BadInput(f"{rel} does not match its sha256 in the manifest")
 
 
 def read_champion(store: ObjectStore, bucket: str, name: str) -> dict[str, Any] | None:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-from boston_model.card import ModelLoadError, feature_means_from_card
+from boston_model.card import feature_means_from_card
+from boston_model.errors import BadInput
 from boston_predictor.errors import RequestError
 from boston_predictor.protocol import rows_from_v1
 from boston_predictor.rows import all_finite, parse_json, predict_rows
@@ -38,7 +39,7 @@ class Explainer:
         """The explainer a card supports, or None for cards written before training recorded the means."""
         try:
             means = feature_means_from_card(card, spec.model)
-        except ModelLoadError:
+        except BadInput:
             return None
         baseline = float(spec.model.predict(means.reshape(1, -1))[0])
         return cls(means, baseline, _row_template(spec.features, baseline))

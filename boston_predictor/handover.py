@@ -21,10 +21,22 @@ import contextlib
 import os
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 HANDOVER_TIMEOUT_S = 5.0
 _IDENTITY_BYTES = 256
+
+
+@contextlib.contextmanager
+def _short(path: Path) -> Iterator[str]:
+    """``path`` as a name a Unix socket accepts: through the folder's descriptor, since ``sun_path`` holds 108 bytes
+    and state folders (pytest's, a user's home) can be deeper than that."""
+    folder = os.open(Path(path).parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{folder}/{Path(path).name}"
+    finally:
+        os.close(folder)
 
 
 def bind_listener(host: str, port: int, backlog: int = 2048) -> socket.socket:
@@ -49,9 +61,9 @@ def receive_listener(path: Path, timeout: float = HANDOVER_TIMEOUT_S) -> tuple[s
     Raises:
         OSError: nobody offers at ``path`` (no file, or the offering process is gone), or no descriptor came.
     """
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn, _short(path) as name:
         conn.settimeout(timeout)
-        conn.connect(str(path))
+        conn.connect(name)
         identity, fds, _flags, _addr = socket.recv_fds(conn, _IDENTITY_BYTES, 1)
     if not fds:
         raise OSError(f"{path} sent no socket")
@@ -73,7 +85,9 @@ class Offer:
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.{id(self)}")
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
-        self._server.bind(str(temporary))
+        with _short(temporary) as name:
+            self._server.bind(name)
+        os.chmod(temporary, 0o666)  # whoever reaches the folder may connect (the container target's user too)
         self._server.listen(8)
         os.replace(temporary, self.path)
         self._closed = False

@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -154,7 +156,7 @@ class PredictorServer(kserve_model_server.ModelServer):
     async def take_over(self) -> None:
         """Accepts on the public socket offered at ``takeover`` too, then offers it there (SIGUSR1; idempotent)."""
         assert self.takeover is not None
-        identity = f"{self.bind}:{self.http_port}"
+        identity = f"{socket.gethostname()}/{os.getpid()}"  # a container's hostname is its id
         if self._offer is not None:  # already serving it: offer it again (a failed release hands it back)
             self._offer.close()
             self._offer = Offer(self._offer_listener, self.takeover, identity)

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from boston_model.card import LinearModel, ModelLoadError, linear_model_from_card, read_card
-from boston_model.versions import MANIFEST, ManifestError, verify_manifest
+from boston_model.card import LinearModel, linear_model_from_card, read_card
+from boston_model.errors import BadInput
+from boston_model.versions import MANIFEST, verify_manifest
 from boston_predictor.errors import StartupError
 
 
@@ -40,7 +41,7 @@ def load_folder(folder: Path) -> tuple[dict[str, Any], LinearModel]:
             raise StartupError("the model folder has no 1/saved_model.pb (an incomplete copy?)")
         card = read_card(folder)
         return card, linear_model_from_card(card)
-    except (ModelLoadError, ManifestError) as exc:
+    except BadInput as exc:
         raise StartupError(str(exc)) from None
     except json.JSONDecodeError:
         raise StartupError(f"{MANIFEST} is not valid JSON") from None
@@ -74,7 +75,7 @@ def fetch_from_s3(uri: str, dest: Path) -> str | None:
         if settings is None:
             raise StartupError("--storage_uri needs MINIO_ENDPOINT, MINIO_ACCESS_KEY and MINIO_SECRET_KEY to be set")
         manifest = fetch_version(ObjectStore(settings), uri, dest)
-    except (StoreError, ManifestError, ValueError) as exc:
+    except (StoreError, BadInput, ValueError) as exc:
         raise StartupError(str(exc)) from None
     version = manifest.get("version")
     return str(version) if version else None

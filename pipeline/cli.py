@@ -10,14 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from boston_model.errors import BadInput
 from pipeline import config
 from pipeline.models_cli import add_models_parser, cmd_models
 from pipeline.runner import DEFAULT_YAML
 from pipeline.submit.cli import add_submit_parser, cmd_submit
-
-
-class CliError(Exception):
-    """An error shown to the user as one line, with exit code 2."""
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -135,7 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _summary(result: Any, model_name: str) -> str:
-    from components.deploy.local import predict_v1
+    from components.deploy.release import predict_v1
     from components.evaluate.core import metrics_rows
 
     metrics, passed, champion, served = result.metrics, result.passed, result.champion, result.served
@@ -199,9 +196,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from components.common.state import state_dir
-    from components.deploy.errors import DeployError
-    from components.deploy.local import predict_v1, read_served
+    from boston_model.errors import ReleaseFailed
+    from components.deploy.release import predict_v1, read_served
+    from pipeline.state import state_dir
 
     url = args.url
     if url is None:
@@ -214,12 +211,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         names = served_features(url, args.model_name) or [c for c in config.FEATURES if c in frame.columns]
         missing = [n for n in names if n not in frame.columns]
         if missing:
-            raise CliError(f"{args.csv}: missing column(s) {', '.join(missing)}")
+            raise BadInput(f"{args.csv}: missing column(s) {', '.join(missing)}")
         rows = frame[names].apply(lambda c: c.astype(float)).to_numpy()
     elif args.values:
         rows = np.asarray([args.values], dtype=np.float64)
     else:
-        raise CliError("give one row of feature values, or --csv FILE")
+        raise BadInput("give one row of feature values, or --csv FILE")
     if args.explain:
         from pipeline.explain import contributions_table, explain_live
 
@@ -229,17 +226,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
     try:
         predictions = predict_v1(url, args.model_name, rows)
-    except DeployError as exc:
-        raise CliError(str(exc).replace("predict returned", f"{url} answered")) from None
+    except ReleaseFailed as exc:
+        raise BadInput(str(exc).replace("predict returned", f"{url} answered")) from None
     for value in predictions:
         print(f"{value:.4f}")
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from components.common.state import state_dir
-    from components.deploy.local import stop_served
+    from components.deploy.process import stop_served
     from pipeline import embedded_s3
+    from pipeline.state import state_dir
 
     state = state_dir()
     ports = [args.port] if args.port else sorted(
@@ -269,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (CliError, OneLineError, ValueError, OSError) as exc:
+    except (OneLineError, ValueError, OSError) as exc:
         print(f"boston-pipeline {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except RuntimeError as exc:

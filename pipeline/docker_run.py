@@ -7,7 +7,7 @@ What runs where:
 - the steps run as the image's non-root user (or as the caller's UID when that is not root), group 0, writing their
   outputs into the pipeline root on the host, which kfp.local mounts at the same path;
 - the deploy step alone gets the engine's socket (pipeline/kfp_local_adapter.py) and starts the two phases of a
-  KServe-shaped pod (components/deploy/container_target.py): the predictor is published on 127.0.0.1 only.
+  KServe-shaped pod (components/deploy/container.py): the predictor is published on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 from boston_model.errors import OneLineError
 from boston_model.store import S3Settings
-from components.deploy import container_target
+from components.deploy import container
 
 DEPLOY_FUNCTION = "deploy_model"
 IMAGE_UID = 1000  # the images' user (kserve/Dockerfile.*)
@@ -64,7 +64,7 @@ def require_images(client: Any, images: Sequence[str]) -> None:
         try:
             client.images.get(image)
         except docker.errors.ImageNotFound:
-            hint = container_target.BUILD_HINT
+            hint = container.BUILD_HINT
             raise ContainerRunError(f"image {image} is not in the Docker engine: {hint}") from None
 
 
@@ -91,8 +91,8 @@ def step_environment(settings: S3Settings, state: Path, image: str) -> dict[str,
     return {
         **settings.to_env(),
         "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-        container_target.ENV_SCOPE: str(state),
-        container_target.ENV_INITIALIZER_IMAGE: image,
+        container.ENV_SCOPE: str(state),
+        container.ENV_INITIALIZER_IMAGE: image,
     }
 
 
@@ -114,26 +114,31 @@ def docker_runner(settings: S3Settings, state: Path, pipeline_root: Path, image:
         network_mode="host", user=step_user(pipeline_root), group_add=[str(socket.stat().st_gid)],
         environment=step_environment(settings, state, image),
     )
-    with engine_socket_for(DEPLOY_FUNCTION, socket):
+    # The container target's handover folders (the public socket passes from one predictor container to the next
+    # through them): the deploy step reaches them at the same path as the host, and binds there as the image's user.
+    handover = state / "serving" / "containers"
+    handover.mkdir(parents=True, exist_ok=True)
+    handover.chmod(0o777)  # noqa: S103 - below the 0700 serving folder; the step's user creates a folder per port
+    with engine_socket_for(DEPLOY_FUNCTION, socket, handover):
         yield runner
 
 
-def find_served(state: Path, port: int) -> container_target.ServedContainer | None:
+def find_served(state: Path, port: int) -> container.ServedContainer | None:
     """The predictor container the run in ``state`` serves on ``port``, if any."""
     client = engine()
     try:
-        return container_target.find_served(client, str(state), port)
+        return container.find_served(client, str(state), port)
     finally:
         client.close()
 
 
-def stop_served(state: Path, port: int | None = None) -> list[container_target.ServedContainer]:
+def stop_served(state: Path, port: int | None = None) -> list[container.ServedContainer]:
     """Stops the containers (and volumes) of ``state``'s container deploys; nothing when no engine answers."""
     try:
         client = engine()
     except ContainerRunError:
         return []
     try:
-        return container_target.stop(client, str(state), port)
+        return container.stop(client, str(state), port)
     finally:
         client.close()

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import requests
 
-from components.deploy.errors import DeployError
+from boston_model.errors import ReleaseFailed
 
 
 @dataclass(frozen=True)
@@ -35,22 +35,23 @@ def explain_live(url: str, model_name: str, rows: np.ndarray | Sequence[Sequence
     """POSTs ``rows`` (in the model's feature order) to ``<url>/v1/models/<name>:explain``.
 
     Raises:
-        DeployError: the server is unreachable or refuses the request (with its message), in one line.
+        ReleaseFailed: the server is unreachable or refuses the request (with its message), in one line.
     """
     body = {"instances": np.asarray(rows, dtype=np.float64).tolist()}
     try:
         response = requests.post(f"{url}/v1/models/{model_name}:explain", json=body, timeout=timeout)
     except requests.ConnectionError:
-        raise DeployError(f"cannot reach {url}: is the predictor running? (`boston-pipeline run` starts it)") from None
+        raise ReleaseFailed(f"cannot reach {url}: is the predictor running? (`boston-pipeline run` starts it)") \
+            from None
     except requests.Timeout:
-        raise DeployError(f"{url} did not answer within {timeout:g} s") from None
+        raise ReleaseFailed(f"{url} did not answer within {timeout:g} s") from None
     try:
         payload: Any = response.json()
     except ValueError:
         payload = {}
     if response.status_code != 200:
         reason = payload.get("error") if isinstance(payload, dict) else None
-        raise DeployError(f"{url} answered HTTP {response.status_code}: {str(reason or response.text)[:200]}")
+        raise ReleaseFailed(f"{url} answered HTTP {response.status_code}: {str(reason or response.text)[:200]}")
     return [
         LiveExplanation(dict(zip(e["contributions"], map(float, row), strict=True)), float(e["prediction"]),
                         float(e["baseline"]), {k: float(v) for k, v in e["contributions"].items()})

@@ -25,8 +25,9 @@ def runs_function(command: Sequence[str], function: str) -> bool:
 
 
 @contextlib.contextmanager
-def engine_socket_for(function: str, socket: Path) -> Iterator[None]:
-    """While active, kfp.local mounts ``socket`` into the containers of tasks that run ``function``, no others."""
+def engine_socket_for(function: str, socket: Path, shared: Path | None = None) -> Iterator[None]:
+    """While active, kfp.local mounts ``socket`` (and the folder ``shared``, at its own path) into the containers of
+    tasks that run ``function``, no others."""
     from kfp.local import docker_task_handler
 
     handler = docker_task_handler.DockerTaskHandler
@@ -36,6 +37,8 @@ def engine_socket_for(function: str, socket: Path) -> Iterator[None]:
         volumes = original(self, client)
         if runs_function(self.full_command, function):
             volumes[str(socket)] = {"bind": ENGINE_SOCKET_IN_STEP, "mode": "rw"}
+            if shared is not None:
+                volumes[str(shared)] = {"bind": str(shared), "mode": "rw"}
         return volumes
 
     handler.get_volumes_to_mount = get_volumes_to_mount

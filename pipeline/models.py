@@ -6,7 +6,7 @@ SeaweedFS in the state folder (started if needed).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,8 @@ from components.common.registry import (
     resolve_version,
     version_ids,
 )
-from components.deploy.promotion import Promotion, rollback_target
+from components.deploy.release import Released, Target, release, rollback_version, settings_for
+from components.deploy.serving import ServingSettings, parse_serving
 from pipeline import config
 
 CARD_SUMMARY_KEYS = ("tensorflow_version", "keras_version", "train_rows", "epochs_run", "best_epoch", "data_sha256")
@@ -38,7 +39,7 @@ def open_store() -> ObjectStore:
 
 
 def _state() -> Path:
-    from components.common.state import state_dir
+    from pipeline.state import state_dir
 
     return state_dir()
 
@@ -60,7 +61,7 @@ def serving_now(state: Path | None = None) -> dict[str, str]:
     """``{storage URI: where}`` for every live local predictor recorded in the state folder."""
     import psutil
 
-    from components.deploy.local import read_served
+    from components.deploy.process import read_served
 
     state = state or _state()
     found = {}
@@ -186,83 +187,65 @@ def diff_models(a: str, b: str, model_name: str = config.MODEL_NAME, bucket: str
     return ModelDiff(left.version, right.version, rows)
 
 
-def _local_port(champion: dict[str, Any] | None) -> int:
-    """The port the local champion serves on (its record's endpoint), else the default."""
-    endpoint = str((champion or {}).get("endpoint") or "")
-    host_port = endpoint.removeprefix("http://").split("/", 1)[0]
-    if (champion or {}).get("target", "local") == "local" and host_port.startswith(f"{config.LOCAL_HOST}:"):
-        port = host_port.rsplit(":", 1)[1]
-        if port.isdigit():
-            return int(port)
-    return config.LOCAL_PORT
-
-
 @dataclass(frozen=True)
-class KServeTarget:
-    """Where ``--target kserve`` promotes: the cluster and the serving options of the deploy step."""
+class Cluster:
+    """How ``--target kserve`` reaches the cluster (the serving settings say the rest)."""
 
-    namespace: str = config.KSERVE_NAMESPACE
-    runtime: str = config.SERVING_RUNTIME
     kubeconfig: str | None = None
     context: str | None = None
-    ready_timeout_s: float = config.READY_TIMEOUT_S
     api_client: Any = None  # a kubernetes.client.ApiClient (tests point it at the API double)
 
 
-def _kserve_promote(store: ObjectStore, bucket: str, model_name: str, version: str, target: KServeTarget,
-                    history: list[str] | None, log: Callable[[str], None]) -> Promotion:
+def serving_target(settings: ServingSettings, store: ObjectStore, model_name: str, cluster: Cluster | None = None,
+                   log: Callable[[str], None] = print) -> Target:
+    """The release target the settings name, for a promote from this machine."""
+    if settings.target == "process":
+        from components.deploy.process import ProcessTarget
+
+        return ProcessTarget(_state(), store, model_name, config.LOCAL_HOST, settings.local_port, log)
+    if settings.target == "container":
+        from components.deploy.container import ContainerTarget
+
+        return ContainerTarget(store, model_name, settings.local_port, settings.predictor_image, config.IMAGE,
+                               str(_state()), log=log)
     from components.deploy.kserve_api import InferenceServices, current_namespace, kube_api_client
-    from components.deploy.kserve_spec import Resources
-    from components.deploy.kserve_target import ServingOptions
-    from components.deploy.promotion import promote_kserve
+    from components.deploy.kserve_target import KServeTarget
 
-    namespace = target.namespace or current_namespace()
-    options = ServingOptions(
-        namespace=namespace, runtime=target.runtime, service_account=config.SERVICE_ACCOUNT,
-        resources=Resources(config.CPU_REQUEST, config.CPU_LIMIT, config.MEMORY_REQUEST, config.MEMORY_LIMIT),
-        min_replicas=config.MIN_REPLICAS, max_replicas=config.MAX_REPLICAS,
-        canary_traffic_percent=config.CANARY_TRAFFIC_PERCENT, istio_sidecar=config.ISTIO_SIDECAR,
-        runtime_version=config.TF_SERVING_VERSION, predictor_image=config.PREDICTOR_IMAGE,
-    )
-    api = target.api_client or kube_api_client(target.kubeconfig, target.context)
-    isvcs = InferenceServices(api, namespace, log=log)
-    return promote_kserve(store, bucket, model_name, version, options, isvcs, target.ready_timeout_s, _state(),
-                          history, log)
+    cluster = cluster or Cluster()
+    api = cluster.api_client or kube_api_client(cluster.kubeconfig, cluster.context)
+    namespace = settings.namespace or current_namespace()
+    return KServeTarget(InferenceServices(api, namespace, log=log), model_name, settings, log=log)
 
 
-def promote_model(version: str, target: str | KServeTarget = "local", model_name: str = config.MODEL_NAME,
-                  bucket: str = config.BUCKET, port: int | None = None, store: ObjectStore | None = None,
-                  log: Callable[[str], None] = print, _history: list[str] | None = None) -> Promotion:
-    """Verifies ``version``, serves it (local predictor or the InferenceService), smoke-tests it, makes it champion.
+def promote_model(version: str, serving: Mapping[str, Any] | None = None, model_name: str = config.MODEL_NAME,
+                  bucket: str = config.BUCKET, cluster: Cluster | None = None, store: ObjectStore | None = None,
+                  log: Callable[[str], None] = print, _history: list[str] | None = None) -> Released:
+    """Verifies ``version``, serves it beside the champion, smoke-tests it, switches to it and makes it champion.
 
     Args:
         version: Full id, unique prefix, its 8-character hash or ``champion``.
-        target: ``"local"``, ``"kserve"`` or a `KServeTarget` with the cluster settings.
+        serving: Serving settings that override what the version was served with (e.g. ``{"target": "kserve",
+            "min_replicas": 3}``); unset keys keep what was recorded for that version, else what serves now.
         model_name: The model.
         bucket: The store's bucket.
-        port: Local predictor port (default: where the local champion serves, else 8080).
+        cluster: How to reach the cluster (target ``kserve``).
         store: An open store (default: `open_store`).
         log: Progress lines.
     """
-    from components.deploy.promotion import promote_local
-
     store = store or open_store()
     resolved = _resolve(store, bucket, model_name, version)
-    if target == "kserve":
-        target = KServeTarget()
-    if isinstance(target, KServeTarget):
-        return _kserve_promote(store, bucket, model_name, resolved, target, _history, log)
-    if target != "local":
-        raise ValueError(f"unknown target {target!r}: use 'local' or 'kserve'")
-    if port is None:
-        port = _local_port(read_champion(store, bucket, model_name))
-    return promote_local(store, bucket, model_name, resolved, _state(), config.LOCAL_HOST, port, _history, log)
+    values = settings_for(read_champion(store, bucket, model_name), resolved, dict(serving or {}))
+    values.setdefault("target", "process")
+    settings = parse_serving(values)
+    target = serving_target(settings, store, model_name, cluster, log)
+    return release(store, ModelLocation(bucket, model_name, resolved), target, settings, lock_dir=_state(),
+                   history=_history, log=log)
 
 
-def rollback_model(target: str | KServeTarget = "local", model_name: str = config.MODEL_NAME,
-                   bucket: str = config.BUCKET, port: int | None = None, store: ObjectStore | None = None,
-                   log: Callable[[str], None] = print) -> Promotion:
+def rollback_model(serving: Mapping[str, Any] | None = None, model_name: str = config.MODEL_NAME,
+                   bucket: str = config.BUCKET, cluster: Cluster | None = None, store: ObjectStore | None = None,
+                   log: Callable[[str], None] = print) -> Released:
     """Promotes the previous champion (the newest entry of the champion history), with the same guarantees."""
     store = store or open_store()
-    version, history = rollback_target(read_champion(store, bucket, model_name))
-    return promote_model(version, target, model_name, bucket, port, store, log, _history=history)
+    version, history = rollback_version(read_champion(store, bucket, model_name))
+    return promote_model(version, serving, model_name, bucket, cluster, store, log, _history=history)

@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from boston_model.errors import BadInput
 from pipeline import config
 
 
@@ -37,18 +38,21 @@ def add_models_parser(commands: Any) -> None:
     promote.add_argument("version", help="version id, a unique prefix or its 8-character hash")
     rollback = common(sub.add_parser("rollback", help="promote the previous champion again"))
     for parser in (promote, rollback):
-        parser.add_argument("--target", choices=("local", "kserve"), default="local",
-                            help="local predictor (default) or the KServe InferenceService")
+        parser.add_argument("--target", choices=("process", "container", "kserve"), default=None,
+                            help="where to serve (default: the target the champion was served on, else process)")
         parser.add_argument("--port", type=int, default=None,
-                            help="local predictor port (default: where the champion serves, else "
+                            help="local port (process, container; default: what the version was served with, else "
                                  f"{config.LOCAL_PORT})")
-        parser.add_argument("--namespace", default=config.KSERVE_NAMESPACE,
-                            help="InferenceService namespace (kserve; default: the current one)")
-        parser.add_argument("--runtime", choices=("tensorflow", "custom"), default=config.SERVING_RUNTIME,
-                            help="KServe runtime (kserve)")
+        parser.add_argument("--namespace", default=None,
+                            help="InferenceService namespace (kserve; default: as deployed, else the current one)")
+        parser.add_argument("--runtime", choices=("tensorflow", "custom"), default=None,
+                            help="KServe runtime (kserve; default: as deployed)")
+        parser.add_argument("--serving", action="append", default=[], metavar="KEY=VALUE",
+                            help="any other serving key (e.g. min_replicas=3); keys not given keep what the "
+                                 "version was served with")
         parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (kserve)")
         parser.add_argument("--context", default=None, help="kubeconfig context (kserve)")
-        parser.add_argument("--ready-timeout", type=float, default=config.READY_TIMEOUT_S,
+        parser.add_argument("--ready-timeout", type=int, default=None,
                             help="seconds the InferenceService may take to become Ready (kserve)")
 
 
@@ -122,13 +126,20 @@ def format_diff(diff: Any) -> str:
     return "\n".join(lines)
 
 
-def _target(args: argparse.Namespace) -> Any:
-    from pipeline.models import KServeTarget
-
-    if args.target == "local":
-        return "local"
-    return KServeTarget(namespace=args.namespace, runtime=args.runtime, kubeconfig=args.kubeconfig,
-                        context=args.context, ready_timeout_s=args.ready_timeout)
+def _serving(args: argparse.Namespace) -> dict[str, Any]:
+    """The serving keys the flags override (unset flags keep what the version was served with)."""
+    values: dict[str, Any] = {}
+    for item in args.serving:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise BadInput(f"--serving {item!r}: expected KEY=VALUE")
+        try:
+            values[key.strip()] = json.loads(text)
+        except ValueError:
+            values[key.strip()] = text
+    flags = {"target": args.target, "local_port": args.port, "namespace": args.namespace, "runtime": args.runtime,
+             "ready_timeout_s": args.ready_timeout}
+    return {**values, **{k: v for k, v in flags.items() if v is not None}}
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -152,9 +163,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     if action == "diff":
         print(format_diff(models.diff_models(args.a, args.b, args.model, args.bucket)))
         return 0
+    cluster = models.Cluster(args.kubeconfig, args.context)
     if action == "promote":
-        done = models.promote_model(args.version, _target(args), args.model, args.bucket, args.port)
+        done = models.promote_model(args.version, _serving(args), args.model, args.bucket, cluster)
     else:
-        done = models.rollback_model(_target(args), args.model, args.bucket, args.port)
-    print(f"champion: {done.before or '(none)'} → {done.after}, serving at {done.endpoint}")
+        done = models.rollback_model(_serving(args), args.model, args.bucket, cluster)
+    print(f"champion: {done.before or '(none)'} → {done.version}, serving at {done.endpoint}")
     return 0

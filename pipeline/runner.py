@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from boston_model.errors import BadInput
 from boston_model.store import S3Settings
-from components.deploy.container_target import ServedContainer
-from components.deploy.local import ServedModel
+from components.deploy.container import ServedContainer
+from components.deploy.process import ServedModel
 from pipeline import config
 
 DEFAULT_YAML = "boston_housing_pipeline.yaml"
@@ -40,7 +41,7 @@ def compile_pipeline(output: Path, image: str | None = None) -> Path:
         text = output.read_text()
         swapped = text.replace(f"image: {config.IMAGE}\n", f"image: {image}\n")
         if swapped == text:
-            raise ValueError(f"no executor uses {config.IMAGE}; cannot switch the image")
+            raise BadInput(f"no executor uses {config.IMAGE}; cannot switch the image")
         output.write_text(swapped)
     return output
 
@@ -65,15 +66,20 @@ def _sorted_struct_defaults_in_header(text: str) -> str:
     return text
 
 
-@contextlib.contextmanager
-def store_environment(settings: S3Settings) -> Iterator[None]:
+def store_environment(settings: S3Settings) -> contextlib.AbstractContextManager[None]:
     """Hands the store to the steps through the environment (kfp.local passes os.environ to each step).
 
     kfp.local ignores Kubernetes secret wiring, so this is how local steps get the credentials that a cluster
     gives them from a Secret; they never become pipeline parameters.
     """
-    saved = {key: os.environ.get(key) for key in settings.to_env()}
-    os.environ.update(settings.to_env())
+    return _environment(settings.to_env())
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Sets ``values`` in ``os.environ`` for the block, then restores what was there."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -154,17 +160,17 @@ def run_local(
     """
     from boston_model.store import ObjectStore
     from boston_model.versions import read_champion
-    from components.common.state import state_dir
-    from components.deploy.local import read_served
+    from components.deploy.process import read_served
     from pipeline import embedded_s3
     from pipeline.progress import CondensedLog
+    from pipeline.state import ENV_STATE_DIR, state_dir
 
     started = time.monotonic()
     # TensorFlow's C++ start-up chatter would bury the steps' progress lines (the steps inherit the environment).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if runner not in ("subprocess", "docker"):
-        raise ValueError(f"unknown runner {runner!r}: use 'subprocess' or 'docker'")
-    serving = {"target": "container" if runner == "docker" else "local", **arguments.get("serving", {})}
+        raise BadInput(f"unknown runner {runner!r}: use 'subprocess' or 'docker'")
+    serving = {"target": "container" if runner == "docker" else "process", **arguments.get("serving", {})}
     arguments = {"s3_endpoint": "", **arguments, "serving": serving}
     state = state_dir()
     stage("==> starting the object store")
@@ -190,6 +196,8 @@ def run_local(
                 settings, state, state / "pipeline_root", image or config.IMAGE,
                 serving.get("predictor_image", config.PREDICTOR_IMAGE)))
         stack.enter_context(store_environment(settings))
+        # The process target keeps its serving records and logs in the state folder the runner names.
+        stack.enter_context(_environment({ENV_STATE_DIR: str(state)}))
         full_log = stack.enter_context(open(log_path, "w"))
         stream = sys.stdout if verbose else CondensedLog(sys.stdout, full_log)
         with contextlib.redirect_stdout(stream):

@@ -11,8 +11,8 @@ import pytest
 
 from boston_model.store import ObjectStore, S3Settings
 from components.common import ports
-from components.common.state import ENV_STATE_DIR
 from pipeline import embedded_s3
+from pipeline.state import ENV_STATE_DIR
 
 # --- ports ---------------------------------------------------------------------------
 

@@ -18,16 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from boston_model.card import CARD_FILE
-from boston_model.errors import OneLineError
+from boston_model.errors import BadInput
 from boston_model.store import KeyNotFound, ObjectStore
 from boston_model.versions import MANIFEST, METRICS_FILE, ModelLocation, read_champion, write_champion
 
 HISTORY_LIMIT = 50  # earlier champions kept in the record, newest last (rollback walks back through them)
 LOCK_TIMEOUT_S = 120.0  # a promotion (start, smoke test) takes seconds; a KServe rollout may take minutes
-
-
-class RegistryError(OneLineError):
-    """A registry request that cannot be served (unknown version, bad manifest, moved champion); one line."""
 
 
 @dataclass(frozen=True)
@@ -109,12 +105,12 @@ def resolve_version(known: list[str], given: str, champion: Mapping[str, Any] | 
     Accepts the full id, a unique prefix, the 8-character content hash after the ``-``, or ``champion``.
 
     Raises:
-        RegistryError: unknown or ambiguous, naming the nearest stored versions.
+        BadInput: unknown or ambiguous, naming the nearest stored versions.
     """
     given = given.strip()
     if given == "champion":
         if not champion:
-            raise RegistryError("there is no champion yet: promote a version first")
+            raise BadInput("there is no champion yet: promote a version first")
         return str(champion["version"])
     if given in known:
         return given
@@ -122,11 +118,11 @@ def resolve_version(known: list[str], given: str, champion: Mapping[str, Any] | 
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        raise RegistryError(f"version {given!r} is ambiguous: it matches {', '.join(matches[:5])}")
+        raise BadInput(f"version {given!r} is ambiguous: it matches {', '.join(matches[:5])}")
     if not known:
-        raise RegistryError(f"unknown version {given!r}: no version is stored yet")
+        raise BadInput(f"unknown version {given!r}: no version is stored yet")
     near = difflib.get_close_matches(given, known, n=3, cutoff=0.3) or known[:3]
-    raise RegistryError(f"unknown version {given!r}; nearest stored: {', '.join(near)}")
+    raise BadInput(f"unknown version {given!r}; nearest stored: {', '.join(near)}")
 
 
 def _get_json(store: ObjectStore, bucket: str, key: str, what: str) -> dict[str, Any]:
@@ -135,11 +131,11 @@ def _get_json(store: ObjectStore, bucket: str, key: str, what: str) -> dict[str,
     try:
         data = store.get_json(bucket, key)
     except KeyNotFound:
-        raise RegistryError(f"{what} s3://{bucket}/{key} is missing") from None
+        raise BadInput(f"{what} s3://{bucket}/{key} is missing") from None
     except json.JSONDecodeError as exc:
-        raise RegistryError(f"{what} s3://{bucket}/{key} is not valid JSON ({exc.msg})") from None
+        raise BadInput(f"{what} s3://{bucket}/{key} is not valid JSON ({exc.msg})") from None
     if not isinstance(data, dict):
-        raise RegistryError(f"{what} s3://{bucket}/{key} is not a JSON object")
+        raise BadInput(f"{what} s3://{bucket}/{key} is not a JSON object")
     return data
 
 
@@ -158,12 +154,12 @@ def check_manifest(store: ObjectStore, location: ModelLocation) -> ManifestCheck
     """Downloads every file the manifest lists and checks its size and sha256; lists files it does not list.
 
     Raises:
-        RegistryError: the manifest itself is missing or unreadable.
+        BadInput: the manifest itself is missing or unreadable.
     """
     manifest = _get_json(store, location.bucket, location.prefix + MANIFEST, "manifest")
     entries = manifest.get("files")
     if not isinstance(entries, dict) or not entries:
-        raise RegistryError(f"manifest of {location.version} lists no files")
+        raise BadInput(f"manifest of {location.version} lists no files")
     checks = []
     for rel, entry in sorted(entries.items()):
         try:
@@ -186,10 +182,10 @@ def check_manifest(store: ObjectStore, location: ModelLocation) -> ManifestCheck
 
 
 def require_verified(store: ObjectStore, location: ModelLocation) -> ManifestCheck:
-    """`check_manifest`, raising a one-line RegistryError that names the first bad file."""
+    """`check_manifest`, raising a one-line BadInput that names the first bad file."""
     check = check_manifest(store, location)
     if not check.ok:
-        raise RegistryError(f"version {location.version} does not verify: {check.first_problem}; nothing changed")
+        raise BadInput(f"version {location.version} does not verify: {check.first_problem}; nothing changed")
     return check
 
 
@@ -202,7 +198,7 @@ def champion_lock(state: Path, bucket: str, model_name: str, timeout: float = LO
     """Serialises champion moves of one model on this machine (a promotion holds it while it serves and records).
 
     Raises:
-        RegistryError: another promotion holds the lock for longer than ``timeout``.
+        BadInput: another promotion holds the lock for longer than ``timeout``.
     """
     from filelock import FileLock, Timeout
 
@@ -212,7 +208,7 @@ def champion_lock(state: Path, bucket: str, model_name: str, timeout: float = LO
         with FileLock(str(path), timeout=timeout):
             yield
     except Timeout:
-        raise RegistryError(f"another promotion of {model_name} has held {path} for {timeout:.0f} s; "
+        raise BadInput(f"another promotion of {model_name} has held {path} for {timeout:.0f} s; "
                             "nothing changed") from None
 
 
@@ -248,12 +244,12 @@ def move_champion(
         history: Earlier champions, newest last; default: ``started_from`` appended to its history.
 
     Raises:
-        RegistryError: another writer moved the champion meanwhile (nothing is written).
+        BadInput: another writer moved the champion meanwhile (nothing is written).
     """
     now = read_champion(store, location.bucket, location.name)
     if not same_champion(now, started_from):
         moved = now["version"] if now else "nothing"
-        raise RegistryError(f"the champion record moved to {moved} during this promotion; it was left as it is")
+        raise BadInput(f"the champion record moved to {moved} during this promotion; it was left as it is")
     return write_champion(store, location, {
         **record,
         "previous": started_from["version"] if started_from else None,

@@ -33,6 +33,7 @@ def deploy_model(
         serving: Where and how to serve (target, namespace, runtime, resources, replicas, …): any subset of the keys
             of ``components.deploy.serving.ServingSettings``; the others keep their defaults.
     """
+    import json
     from collections import namedtuple
     from pathlib import Path
 
@@ -41,53 +42,44 @@ def deploy_model(
     from boston_model.card import read_card
     from components import config
     from components.common.runtime import fail_with_one_line, object_store
+    from components.deploy.release import UNCHECKED, Smoke, deploy
     from components.deploy.serving import parse_serving
 
     outputs = namedtuple("DeployOutputs", ["endpoint", "model_uri", "version"])
     with fail_with_one_line("deploy"):
         settings = parse_serving(serving)
         # The model card is what the server reads too: one source for the feature order.
-        feature_names = list(read_card(Path(model.path))["feature_names"])
-        predictions_frame = pd.read_csv(predictions.path)
+        card = read_card(Path(model.path))
+        smoke = Smoke.from_predictions(pd.read_csv(predictions.path), list(card["feature_names"]))
         scores = {k: v for k, v in metrics.metadata.items() if isinstance(v, (int, float))}
         store = object_store(s3_endpoint)
-        if settings.target == "local":
-            from boston_model.versions import dumps
-            from components.common.state import state_dir
-            from components.deploy.core import deploy_local
+        if settings.target == "process":
+            from components.deploy.process import ProcessTarget
 
-            result = deploy_local(
-                store, Path(model.path), predictions_frame, feature_names, scores,
-                state_dir(), bucket, model_name, config.LOCAL_HOST, settings.local_port,
-            )
-            Path(applied_spec.path).write_text(dumps({"target": "local", "url": result.endpoint,
-                                                      "storage_uri": result.model_uri}))
+            target = ProcessTarget.from_env(store, model_name, config.LOCAL_HOST, settings.local_port)
         elif settings.target == "container":
-            from components.deploy import container_target as ct
+            from components.deploy.container import ContainerTarget
 
-            options = ct.ContainerOptions.from_env(settings.predictor_image, settings.local_port, config.IMAGE)
-            result = ct.deploy_container(store, Path(model.path), predictions_frame, feature_names, scores,
-                                         bucket, model_name, options, Path(applied_spec.path))
+            target = ContainerTarget.from_env(store, model_name, settings.local_port, settings.predictor_image,
+                                              config.IMAGE)
         else:
             from components.deploy.kserve_api import InferenceServices, current_namespace, kube_api_client
-            from components.deploy.kserve_spec import Resources
-            from components.deploy.kserve_target import ServingOptions, deploy_kserve
+            from components.deploy.kserve_target import KServeTarget
 
-            resolved = settings.namespace or current_namespace()
-            options = ServingOptions(
-                namespace=resolved, runtime=settings.runtime, service_account=settings.service_account,
-                resources=Resources(settings.cpu_request, settings.cpu_limit, settings.memory_request,
-                                    settings.memory_limit),
-                min_replicas=settings.min_replicas, max_replicas=settings.max_replicas,
-                canary_traffic_percent=settings.canary_traffic_percent, istio_sidecar=settings.istio_sidecar,
-                runtime_version=settings.runtime_version, predictor_image=settings.predictor_image,
-            )
-            result = deploy_kserve(
-                store, Path(model.path), predictions_frame, feature_names, scores, bucket, model_name, options,
-                InferenceServices(kube_api_client(), resolved), Path(applied_spec.path),
-                settings.ready_timeout_s,
-            )
-            applied_spec.metadata.update({"namespace": resolved, "runtime": settings.runtime,
-                                          "storage_uri": result.model_uri})
-        print(f"serving {result.model_uri} at {result.endpoint}")
-        return outputs(result.endpoint, result.model_uri, result.version)
+            namespace = settings.namespace or current_namespace()
+            target = KServeTarget(InferenceServices(kube_api_client(), namespace), model_name, settings,
+                                  Path(applied_spec.path))
+            applied_spec.metadata.update({"namespace": namespace, "runtime": settings.runtime})
+        # The champion evaluate gated against ("" = none): the release refuses if it moved since.
+        gated = predictions.metadata.get("champion_version", UNCHECKED)
+        released = deploy(store, bucket, model_name, Path(model.path), scores, target, settings, smoke,
+                          gated if gated is UNCHECKED else gated or None,
+                          lock_dir=target.state if settings.target == "process" else None)
+        if settings.target != "kserve":
+            Path(applied_spec.path).write_text(json.dumps({"target": settings.target, "url": released.endpoint,
+                                                           "storage_uri": released.model_uri,
+                                                           **target.record()},
+                                               indent=2, sort_keys=True))
+        applied_spec.metadata["storage_uri"] = released.model_uri
+        print(f"serving {released.model_uri} at {released.endpoint}")
+        return outputs(released.endpoint, released.model_uri, released.version)

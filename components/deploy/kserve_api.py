@@ -19,8 +19,7 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from boston_model.errors import first_line
-from components.deploy.errors import KServeDeployError
+from boston_model.errors import ClusterRefused, first_line
 from components.deploy.kserve_spec import GROUP, PLURAL, VERSION
 
 SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -30,7 +29,7 @@ MAX_BACKOFF_S = 8.0
 CONFLICT_ATTEMPTS = 5
 
 
-class Conflict(KServeDeployError):
+class Conflict(ClusterRefused):
     """409 from the API server: a stale resourceVersion, or the object appeared meanwhile."""
 
 
@@ -54,7 +53,7 @@ def kube_api_client(kubeconfig: str | None = None, context: str | None = None) -
             kube_config.load_kube_config(config_file=kubeconfig or os.environ.get("KUBECONFIG") or None,
                                          context=context, client_configuration=configuration)
         except (kube_config.ConfigException, OSError) as exc:
-            raise KServeDeployError(f"no Kubernetes credentials: run in a cluster (the step's service account) or "
+            raise ClusterRefused(f"no Kubernetes credentials: run in a cluster (the step's service account) or "
                                     f"set KUBECONFIG ({first_line(exc)})") from exc
     return k8s.ApiClient(configuration)
 
@@ -66,7 +65,7 @@ def current_namespace(path: Path = SERVICE_ACCOUNT_NAMESPACE_FILE) -> str:
     except OSError:
         namespace = ""
     if not namespace:
-        raise KServeDeployError("no namespace given and not running in a pod: set the serving key 'namespace'")
+        raise ClusterRefused("no namespace given and not running in a pod: set the serving key 'namespace'")
     return namespace
 
 
@@ -152,34 +151,34 @@ class InferenceServices:
         try:
             return retrying(once)
         except _Transient as exc:
-            raise KServeDeployError(
+            raise ClusterRefused(
                 f"{verb} {self.describe(name)} failed {self.attempts} times, last with {exc}"
             ) from None
 
-    def _error(self, verb: str, name: str, exc: k8s.ApiException) -> KServeDeployError:
+    def _error(self, verb: str, name: str, exc: k8s.ApiException) -> ClusterRefused:
         message = _api_message(exc)
         what = self.describe(name)
         if exc.status == 401:
-            return KServeDeployError(f"{verb} {what}: the Kubernetes API rejected the credentials (401 {message}): "
+            return ClusterRefused(f"{verb} {what}: the Kubernetes API rejected the credentials (401 {message}): "
                                      "check the step's service account token or KUBECONFIG")
         if exc.status == 403:
-            return KServeDeployError(
+            return ClusterRefused(
                 f"{verb} {what}: forbidden (403 {message}): bind the step's service account to a Role that may "
                 f"get/create/update/patch/delete/watch inferenceservices.serving.kserve.io in {self.namespace} "
                 "(kserve/rbac.yaml: kubectl apply -k kserve/)"
             )
         if exc.status == 404:
-            return KServeDeployError(f"{verb} {what}: not found (404 {message}): is KServe installed and does "
+            return ClusterRefused(f"{verb} {what}: not found (404 {message}): is KServe installed and does "
                                      f"namespace {self.namespace} exist?")
         if exc.status in (400, 422):
-            return KServeDeployError(f"{verb} {what}: the API server rejected the spec ({exc.status} {message})")
-        return KServeDeployError(f"{verb} {what}: HTTP {exc.status} {message}")
+            return ClusterRefused(f"{verb} {what}: the API server rejected the spec ({exc.status} {message})")
+        return ClusterRefused(f"{verb} {what}: HTTP {exc.status} {message}")
 
     def get(self, name: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
         try:
             return self._call("get", name, self.api.get_namespaced_custom_object, name)
-        except KServeDeployError as exc:
+        except ClusterRefused as exc:
             cause = exc.__cause__
             if isinstance(cause, k8s.ApiException) and cause.status == 404 and _names_object(cause, name):
                 return None

@@ -22,6 +22,7 @@ from kserve.models import (
 )
 from kubernetes import client as k8s
 
+from boston_model.errors import BadInput
 from boston_model.store import parse_s3_uri
 from components.deploy.predictor_container import predictor_container
 
@@ -53,10 +54,10 @@ def storage_uri_for(uri: str) -> str:
     try:
         bucket, key = parse_s3_uri(uri.strip())
     except ValueError:
-        raise ValueError(f"storage URI {uri!r} is not s3://bucket/path or minio://bucket/path") from None
+        raise BadInput(f"storage URI {uri!r} is not s3://bucket/path or minio://bucket/path") from None
     segments = key.rstrip("/").split("/")
     if any(seg in ("", ".", "..") for seg in segments):
-        raise ValueError(f"storage URI {uri!r} has an empty, '.' or '..' path segment")
+        raise BadInput(f"storage URI {uri!r} has an empty, '.' or '..' path segment")
     return f"s3://{bucket}/{'/'.join(segments)}/"
 
 
@@ -79,7 +80,7 @@ def version_tuple(version: str) -> tuple[int, ...]:
     """``"2.21.0"`` -> ``(2, 21, 0)``; suffixes such as ``-gpu`` or ``rc1`` are ignored."""
     numbers = re.findall(r"\d+", version.split("-")[0])[:3]
     if not numbers:
-        raise ValueError(f"{version!r} is not a version number")
+        raise BadInput(f"{version!r} is not a version number")
     return tuple(int(n) for n in numbers) + (0,) * (3 - len(numbers))
 
 
@@ -121,16 +122,16 @@ def build_inference_service(
         ValueError: An invalid name, runtime, replica range, traffic share, URI, image or runtime version.
     """
     if not _NAME.match(model_name) or len(model_name) > _NAME_MAX:
-        raise ValueError(f"model name {model_name!r} is not a DNS label (lowercase letters, digits, '-'; "
+        raise BadInput(f"model name {model_name!r} is not a DNS label (lowercase letters, digits, '-'; "
                          f"starts with a letter; at most {_NAME_MAX} characters)")
     if not namespace:
-        raise ValueError("namespace is empty")
+        raise BadInput("namespace is empty")
     if runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r}: use {' or '.join(map(repr, RUNTIMES))}")
+        raise BadInput(f"unknown runtime {runtime!r}: use {' or '.join(map(repr, RUNTIMES))}")
     if not 0 <= min_replicas <= max_replicas or max_replicas < 1:
-        raise ValueError(f"replicas min {min_replicas} / max {max_replicas}: need 0 <= min <= max and max >= 1")
+        raise BadInput(f"replicas min {min_replicas} / max {max_replicas}: need 0 <= min <= max and max >= 1")
     if not 0 <= canary_traffic_percent <= 100:
-        raise ValueError(f"canary traffic percent {canary_traffic_percent} is not within 0..100")
+        raise BadInput(f"canary traffic percent {canary_traffic_percent} is not within 0..100")
     uri = storage_uri_for(storage_uri)
     requirements = resources.requirements()
     predictor = V1beta1PredictorSpec(
@@ -141,9 +142,9 @@ def build_inference_service(
     )
     if runtime == "tensorflow":
         if not runtime_version:
-            raise ValueError("runtime 'tensorflow' needs a runtime version (the TF Serving image tag)")
+            raise BadInput("runtime 'tensorflow' needs a runtime version (the TF Serving image tag)")
         if trained_tf_version and version_tuple(runtime_version) < version_tuple(trained_tf_version):
-            raise ValueError(f"TF Serving {runtime_version} is older than TensorFlow {trained_tf_version}, which "
+            raise BadInput(f"TF Serving {runtime_version} is older than TensorFlow {trained_tf_version}, which "
                              "trained the model: pick a runtime version at least as new")
         predictor.model = V1beta1ModelSpec(
             model_format=V1beta1ModelFormat(name="tensorflow", version="2"),
@@ -155,7 +156,7 @@ def build_inference_service(
         )
     else:
         if not predictor_image:
-            raise ValueError("runtime 'custom' needs the predictor image")
+            raise BadInput("runtime 'custom' needs the predictor image")
         shape = predictor_container(model_name, uri)
         predictor.containers = [k8s.V1Container(
             name=shape.name,

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components.deploy.errors import KServeDeployError
+from boston_model.errors import ReleaseFailed
 from components.deploy.kserve_spec import ANNOTATION_TAG_ROUTING
 
 FAILED_TRANSITIONS = frozenset({"BlockedByFailedLoad", "InvalidSpec"})
@@ -75,14 +75,14 @@ def smoke_url_of(obj: Mapping[str, Any], canary_traffic_percent: int = 100) -> s
         traffic = ((status.get("components") or {}).get("predictor") or {}).get("traffic") or []
         tagged = [t.get("url") for t in traffic if t.get("latestRevision") and t.get("url")]
         if not tagged:
-            raise KServeDeployError(f"canary rollout: no URL for the latest revision in the status (is the "
+            raise ReleaseFailed(f"canary rollout: no URL for the latest revision in the status (is the "
                                     f"{ANNOTATION_TAG_ROUTING} annotation honoured?)")
         return str(tagged[0])
     # The cluster-local address first: the deploy step runs in the cluster, and the external URL usually needs
     # the ingress gateway, DNS and a token.
     url = (status.get("address") or {}).get("url") or status.get("url")
     if not url:
-        raise KServeDeployError("the InferenceService is Ready but its status has no URL")
+        raise ReleaseFailed("the InferenceService is Ready but its status has no URL")
     return str(url)
 
 

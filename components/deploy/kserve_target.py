@@ -1,10 +1,9 @@
 """The KServe deploy target: serve a stored model version as an InferenceService, prove it, then promote it.
 
-The flow (`deploy_kserve`): push an immutable version to S3, build the InferenceService for it
-(`kserve_spec.build_inference_service`, pure), create it or replace the live one, wait until the controller has
-observed *that* generation and reports Ready (`kserve_status`), smoke-test the endpoint against evaluate's
-predictions, and only then move the champion record. Any failure after the apply puts the previous spec back (or
-deletes a first deployment). The API calls and their retries live in `kserve_api`.
+`KServeTarget` is the release's target for a cluster (`components.deploy.release`): build the InferenceService for
+a version (`kserve_spec.build_inference_service`, pure), create it or replace the live one, wait until the controller
+has observed *that* generation and reports Ready (`kserve_status`). Undoing puts the previous spec back (or deletes a
+first deployment). The API calls and their retries live in `kserve_api`.
 """
 
 from __future__ import annotations
@@ -13,21 +12,14 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import urllib3
 from kubernetes import client as k8s
 
-from boston_model.card import EQUALITY_ATOL, read_card
-from boston_model.store import ObjectStore
-from boston_model.versions import read_champion
-from components.deploy import local
-from components.deploy.core import DeployResult, promote, smoke_rows, store_version
-from components.deploy.errors import DeployError, KServeDeployError
+from boston_model.errors import OneLineError, ReleaseFailed
+from components.common.registry import StoredVersion
 from components.deploy.kserve_api import CONFLICT_ATTEMPTS, Conflict, InferenceServices
 from components.deploy.kserve_spec import (
     API_VERSION,
@@ -38,6 +30,8 @@ from components.deploy.kserve_spec import (
     to_manifest,
 )
 from components.deploy.kserve_status import failure_info, rollout_state, smoke_url_of
+from components.deploy.release import Candidate
+from components.deploy.serving import ServingSettings
 
 WATCH_WINDOW_S = 30  # one watch request; the wait re-reads the object between windows, so no event is missed
 
@@ -73,7 +67,7 @@ def apply_inference_service(
     try:
         return isvcs.retry_conflicts(conflicts, log=True)(once)
     except Conflict as exc:
-        raise KServeDeployError(f"{exc} (still conflicting after {conflicts} attempts)") from None
+        raise ReleaseFailed(f"{exc} (still conflicting after {conflicts} attempts)") from None
 
 
 def wait_until_ready(
@@ -87,7 +81,7 @@ def wait_until_ready(
     """Waits until generation ``generation`` is Ready; fails fast on the InferenceService's own failure.
 
     Raises:
-        KServeDeployError: a failure reported by KServe (its message), the object was deleted, or ``timeout_s``
+        ReleaseFailed: a failure reported by KServe (its message), the object was deleted, or ``timeout_s``
             passed (with the last state seen).
     """
     what = f"{isvcs.describe(name)} generation {generation}"
@@ -95,15 +89,15 @@ def wait_until_ready(
     obj = isvcs.get(name)
     while True:
         if obj is None:
-            raise KServeDeployError(f"{what} was deleted while waiting for it")
+            raise ReleaseFailed(f"{what} was deleted while waiting for it")
         state = rollout_state(obj, generation, baseline_failure)
         if state.phase == "ready":
             return obj
         if state.phase == "failed":
-            raise KServeDeployError(f"{what} failed: {state.detail}")
+            raise ReleaseFailed(f"{what} failed: {state.detail}")
         remaining = deadline - clock()
         if remaining <= 0:
-            raise KServeDeployError(f"{what} not Ready after {timeout_s:.0f} s: {state.detail}")
+            raise ReleaseFailed(f"{what} not Ready after {timeout_s:.0f} s: {state.detail}")
         resource_version = (obj.get("metadata") or {}).get("resourceVersion")
         window = max(1, math.ceil(min(remaining, WATCH_WINDOW_S)))
         events = isvcs.watch(name, resource_version, window)
@@ -139,146 +133,101 @@ def roll_back(
     try:
         restored, current = isvcs.retry_conflicts()(once)
     except Conflict:
-        raise KServeDeployError("rollback kept conflicting") from None
+        raise ReleaseFailed("rollback kept conflicting") from None
     generation = int(restored["metadata"].get("generation") or 1)
     wait_until_ready(isvcs, name, generation, timeout_s, failure_info(current))
     return f"rolled back to the previous spec (generation {generation}, Ready)"
 
 
-@dataclass(frozen=True)
-class ServingOptions:
-    """How to serve on KServe: everything `build_inference_service` takes besides name, URI and model card."""
-
-    namespace: str
-    runtime: str
-    service_account: str
-    resources: Resources
-    min_replicas: int
-    max_replicas: int
-    canary_traffic_percent: int = 100
-    istio_sidecar: bool = False
-    runtime_version: str = ""
-    predictor_image: str = ""
-
-    def builder_kwargs(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+def builder_kwargs(settings: ServingSettings, namespace: str) -> dict[str, Any]:
+    """What `build_inference_service` takes from the serving settings (the one typed value, passed down)."""
+    return {
+        "namespace": namespace, "runtime": settings.runtime, "service_account": settings.service_account,
+        "resources": Resources(settings.cpu_request, settings.cpu_limit, settings.memory_request,
+                               settings.memory_limit),
+        "min_replicas": settings.min_replicas, "max_replicas": settings.max_replicas,
+        "canary_traffic_percent": settings.canary_traffic_percent, "istio_sidecar": settings.istio_sidecar,
+        "runtime_version": settings.runtime_version, "predictor_image": settings.predictor_image,
+    }
 
 
-@dataclass(frozen=True)
-class RollOut:
-    """A rollout that is Ready and answered its smoke test.
+class KServeTarget:
+    """Serves versions as one InferenceService: a rollout is the switch, and KServe moves traffic once Ready.
 
-    Attributes:
-        generation: The generation that was applied and became Ready.
-        endpoint: The URL people call (the external one when the status has it).
-        smoke_url: The URL the smoke test reached.
-        max_diff: The largest |live - expected| seen.
-    """
-
-    generation: int
-    endpoint: str
-    smoke_url: str
-    max_diff: float
-
-
-def roll_out(
-    isvcs: InferenceServices,
-    manifest: Mapping[str, Any],
-    rows: np.ndarray,
-    expected: np.ndarray,
-    ready_timeout_s: float,
-    canary_traffic_percent: int = 100,
-    log: Callable[[str], None] = print,
-    atol: float = EQUALITY_ATOL,
-) -> RollOut:
-    """Applies ``manifest``, waits for that generation to be Ready and smoke-tests it with ``rows``.
-
-    The champion record is the caller's to move, after this returns.
-
-    Raises:
-        KServeDeployError: the rollout or the smoke test failed; the previous spec was put back (or a first
-            deployment deleted), and the message says so.
-    """
-    name = manifest["metadata"]["name"]
-    before, after = apply_inference_service(isvcs, manifest)
-    generation = int(after["metadata"].get("generation") or 1)
-    log(f"{'replaced' if before else 'created'} {isvcs.describe(name)} (generation {generation}); "
-        f"waiting up to {ready_timeout_s:.0f} s for it to be Ready")
-    try:
-        ready = wait_until_ready(isvcs, name, generation, ready_timeout_s, failure_info(before))
-        smoke_url = smoke_url_of(ready, canary_traffic_percent)
-        diff = local.smoke_test(smoke_url, name, rows, expected, atol=atol)
-    except DeployError as exc:
-        try:
-            done = roll_back(isvcs, name, before, ready_timeout_s)
-        except KServeDeployError as rollback_exc:
-            done = f"rollback failed too: {rollback_exc}"
-        log(done)
-        raise KServeDeployError(f"{exc}; {done}; the champion is unchanged") from None
-    endpoint = str((ready.get("status") or {}).get("url") or smoke_url)
-    return RollOut(generation, endpoint, smoke_url, diff)
-
-
-def deploy_kserve(
-    store: ObjectStore,
-    model_dir: Path,
-    predictions: pd.DataFrame,
-    feature_names: list[str],
-    metrics: Mapping[str, Any],
-    bucket: str,
-    model_name: str,
-    options: ServingOptions,
-    isvcs: InferenceServices,
-    spec_path: Path,
-    ready_timeout_s: float,
-    log: Callable[[str], None] = print,
-    atol: float = EQUALITY_ATOL,
-) -> DeployResult:
-    """Stores the model, serves it as an InferenceService, smoke-tests it, then promotes it to champion.
-
-    On a failed rollout or smoke test the previous spec is put back and the champion record is left untouched.
+    ``start`` applies the spec for the version, waits until the controller reports *that* generation Ready (the
+    new revision takes traffic only then; see docs/kubeflow.md for why there is no gap) and hands the smoke test the
+    URL that reaches the new revision. Undoing puts the previous spec back (or deletes a first deployment).
 
     Args:
-        store: Model store.
-        model_dir: Trained model folder (SavedModel under ``1/`` and the model card).
-        predictions: Evaluate's test rows with their ``prediction``.
-        feature_names: Feature columns, in the model's order.
-        metrics: Evaluate's metrics (recorded with the champion).
-        bucket: Bucket of the model store.
-        model_name: Model name: S3 prefix, InferenceService name and served name.
-        options: Namespace, runtime and the rest of the serving spec.
-        isvcs: The InferenceServices API of ``options.namespace``.
-        spec_path: Where to write the applied InferenceService as YAML.
-        ready_timeout_s: How long a rollout may take to become Ready.
-        log: Progress lines.
-        atol: Largest accepted |live - evaluate| (float32 serving against float64 evaluation).
-
-    Raises:
-        KServeDeployError: One line saying what failed and what was rolled back.
+        isvcs: The InferenceServices API of the namespace.
+        model_name: InferenceService name and served model name.
+        settings: The serving settings (namespace, runtime, resources, replicas …).
+        spec_path: Where to write the applied InferenceService as YAML (the deploy step's artifact).
     """
-    card = read_card(Path(model_dir))
-    # A dry build checks the options before anything is uploaded: a bad option must not leave a stray version.
-    build_inference_service(
-        model_name, storage_uri=f"s3://dry-run/{model_name}/0/", trained_tf_version=card.get("tensorflow_version"),
-        **options.builder_kwargs(),
-    )
-    # Likewise an unreachable API or a missing permission shows before the upload.
-    isvcs.get(model_name)
-    location, manifest_files = store_version(store, bucket, model_name, Path(model_dir), metrics)
-    log(f"stored {len(manifest_files['files'])} files under {location.uri}")
-    isvc = build_inference_service(
-        model_name, storage_uri=location.uri, trained_tf_version=card.get("tensorflow_version"),
-        **options.builder_kwargs(),
-    )
-    manifest = to_manifest(isvc)
-    Path(spec_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(spec_path).write_text(manifest_yaml(manifest))
-    previous = read_champion(store, bucket, model_name)
-    rows, expected = smoke_rows(predictions, feature_names)
 
-    rollout = roll_out(isvcs, manifest, rows, expected, ready_timeout_s, options.canary_traffic_percent, log, atol)
-    log(f"smoke test passed on {rollout.smoke_url} (max |diff| {rollout.max_diff:.2g} over {len(rows)} rows)")
-    return promote(
-        store, location, manifest_files, metrics, feature_names, previous, rollout.endpoint, target="kserve",
-        inference_service=f"{isvcs.namespace}/{model_name}", generation=rollout.generation, runtime=options.runtime,
-    )
+    name = "kserve"
+
+    def __init__(self, isvcs: InferenceServices, model_name: str, settings: ServingSettings,
+                 spec_path: Path | None = None, log: Callable[[str], None] = print) -> None:
+        self.isvcs, self.model_name, self.settings = isvcs, model_name, settings
+        self.spec_path, self.log = spec_path, log
+        self.endpoint = ""
+        self.generation = 0
+
+    def manifest(self, storage_uri: str, card: Mapping[str, Any]) -> dict[str, Any]:
+        """The InferenceService for a version (pure); a bad setting fails here, before anything is applied."""
+        return to_manifest(build_inference_service(
+            self.model_name, storage_uri=storage_uri, trained_tf_version=card.get("tensorflow_version"),
+            **builder_kwargs(self.settings, self.isvcs.namespace),
+        ))
+
+    def check(self, card: Mapping[str, Any]) -> None:
+        """Fails before an upload: a setting the builder refuses, an unreachable API, a missing permission."""
+        self.manifest(f"s3://dry-run/{self.model_name}/0/", card)
+        self.isvcs.get(self.model_name)
+
+    def start(self, stored: StoredVersion) -> Candidate:
+        manifest = self.manifest(stored.location.uri, stored.card)
+        if self.spec_path is not None:
+            Path(self.spec_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.spec_path).write_text(manifest_yaml(manifest))
+        before, after = apply_inference_service(self.isvcs, manifest)
+        generation = int(after["metadata"].get("generation") or 1)
+        timeout = float(self.settings.ready_timeout_s)
+        self.log(f"{'replaced' if before else 'created'} {self.isvcs.describe(self.model_name)} (generation "
+                 f"{generation}); waiting up to {timeout:.0f} s for it to be Ready")
+        candidate = Candidate("", (before, generation))
+        try:
+            ready = wait_until_ready(self.isvcs, self.model_name, generation, timeout, failure_info(before))
+        except OneLineError as exc:
+            try:
+                done = self.stop(candidate)
+            except ReleaseFailed as again:
+                done = str(again)
+            raise ReleaseFailed(f"{exc}; {done}; the champion is unchanged") from None
+        url = smoke_url_of(ready, self.settings.canary_traffic_percent)
+        self.endpoint = str((ready.get("status") or {}).get("url") or url)
+        self.generation = generation
+        return Candidate(url, (before, generation))
+
+    def switch(self, candidate: Candidate) -> Any:
+        return candidate.handle[0]  # Ready means KServe already routes to the new revision
+
+    def switch_back(self, previous: Any, candidate: Candidate) -> str:
+        return self.stop(candidate)
+
+    def stop(self, candidate: Candidate) -> str:
+        before = candidate.handle[0]
+        try:
+            done = roll_back(self.isvcs, self.model_name, before, float(self.settings.ready_timeout_s))
+        except OneLineError as exc:
+            raise ReleaseFailed(f"rollback failed too: {exc}") from None
+        self.log(done)
+        return done
+
+    def retire(self, previous: Any) -> None:
+        """Nothing to do: KServe retires the previous revision itself."""
+
+    def record(self) -> dict[str, Any]:
+        return {"inference_service": f"{self.isvcs.namespace}/{self.model_name}", "generation": self.generation,
+                "runtime": self.settings.runtime}

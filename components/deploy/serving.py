@@ -13,14 +13,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from boston_model.errors import BadInput
 from components import config
-from components.deploy.errors import DeployError
 
-TARGETS = ("kserve", "local", "container")
-
-
-class ServingSettingsError(DeployError):
-    """A ``serving`` value the deploy step cannot use: an unknown key or a value of the wrong type."""
+TARGETS = ("kserve", "process", "container")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,8 +24,9 @@ class ServingSettings:
     """The ``serving`` parameter, typed.
 
     Attributes:
-        target: "kserve" (an InferenceService), "local" (a predictor process; what `boston-pipeline run` uses) or
-            "container" (a KServe-shaped pod on the local Docker engine; `boston-pipeline run --runner docker`).
+        target: "kserve" (an InferenceService), "process" (a predictor process on this machine; what
+            `boston-pipeline run` uses) or "container" (a KServe-shaped pod on the local Docker engine;
+            `boston-pipeline run --runner docker`).
         namespace: Namespace of the InferenceService; empty = the namespace the run executes in.
         runtime: "tensorflow" (KServe's TF Serving runtime) or "custom" (the project's predictor image).
         runtime_version: tensorflow/serving image tag, at least the TensorFlow that trained the model.
@@ -44,7 +41,7 @@ class ServingSettings:
         canary_traffic_percent: Traffic share of the new revision; 100 rolls out fully.
         istio_sidecar: Inject the Istio sidecar into the predictor pods.
         ready_timeout_s: Seconds the new InferenceService generation may take to become Ready.
-        local_port: Port of the local predictor (targets "local" and "container"), on 127.0.0.1.
+        local_port: Port of the local predictor (targets "process" and "container"), on 127.0.0.1.
     """
 
     target: str = config.DEPLOY_TARGET
@@ -81,22 +78,22 @@ def parse_serving(values: Mapping[str, Any]) -> ServingSettings:
     integer key accepts a whole float.
 
     Raises:
-        ServingSettingsError: Not an object, an unknown key (the message lists the valid ones), a value of the wrong
+        BadInput: Not an object, an unknown key (the message lists the valid ones), a value of the wrong
             type, or an unknown target.
     """
     if not isinstance(values, Mapping):
-        raise ServingSettingsError(f"serving must be a JSON object, got {values!r}")
+        raise BadInput(f"serving must be a JSON object, got {values!r}")
     kinds = {f.name: f.type for f in dataclasses.fields(ServingSettings)}
     settings: dict[str, Any] = {}
     for key, value in values.items():
         if key not in kinds:
             close = difflib.get_close_matches(str(key), kinds, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ServingSettingsError(f"unknown serving key {key!r}{hint}; the keys are: {', '.join(kinds)}")
+            raise BadInput(f"unknown serving key {key!r}{hint}; the keys are: {', '.join(kinds)}")
         settings[key] = _typed(key, kinds[key], value)
     parsed = ServingSettings(**settings)
     if parsed.target not in TARGETS:
-        raise ServingSettingsError(f"unknown deploy target {parsed.target!r}: use 'local', 'container' or 'kserve'")
+        raise BadInput(f"unknown deploy target {parsed.target!r}: use 'process', 'container' or 'kserve'")
     return parsed
 
 
@@ -112,4 +109,4 @@ def _typed(key: str, kind: str, value: Any) -> Any:
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             return int(value)
     words = {"str": "a string", "int": "an integer", "bool": "true or false"}
-    raise ServingSettingsError(f"serving key {key!r} expects {words[kind]}, got {value!r}")
+    raise BadInput(f"serving key {key!r} expects {words[kind]}, got {value!r}")

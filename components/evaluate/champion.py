@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from boston_model.card import LinearModel, ModelLoadError, linear_model_from_card, read_card, row_fingerprints
+from boston_model.card import LinearModel, linear_model_from_card, read_card, row_fingerprints
+from boston_model.errors import BadInput
 from boston_model.store import KeyNotFound, ObjectStore
-from boston_model.versions import ManifestError, fetch_version, read_champion
+from boston_model.versions import fetch_version, read_champion
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def champion_state(
             fetch_version(store, str(record["uri"]), Path(scratch))
             card = read_card(Path(scratch))
             champion = linear_model_from_card(card)
-        except (ManifestError, ModelLoadError, KeyNotFound, KeyError, ValueError) as exc:
+        except (BadInput, KeyNotFound, KeyError, ValueError) as exc:
             return ChampionUnavailable(version, f"champion {version} cannot be read: {exc}")
     return compare_on_same_rows(candidate, champion, card, test, target, version,
                                 float(recorded) if recorded is not None else None)

@@ -55,6 +55,8 @@ def evaluate_model(
             # The champion's stored model is re-scored on these test rows: the gate compares like with like.
             champion = champion_state(object_store(s3_endpoint), bucket, model_name,
                                       load_linear_model(Path(model.path)), test_rows, config.TARGET)
+            # What the gate compared against ("" = no champion): deploy refuses to replace another one.
+            predictions.metadata["champion_version"] = champion.version if champion else ""
         else:
             print("no object store configured: the champion check is skipped")
         decision = core.decide_gate(evaluation.metrics, evaluation.baselines["mean"]["rmse"], max_rmse,

@@ -13,17 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from boston_model.errors import first_line
+from boston_model.errors import BadInput, first_line
 from components import config
 
 # MEDV is a median home value in $1000s, censored at 50 in the original survey.
 TARGET_RANGE = (0.0, 100.0)
 MIN_ROWS = 20
 HTTP_TIMEOUT_S = 30
-
-
-class DataValidationError(ValueError):
-    """The input table is not usable; the message is one line naming the problem (column, row)."""
 
 
 @dataclass(frozen=True)
@@ -65,14 +61,14 @@ def read_source(source: str, s3_reader: Callable[[str], bytes] | None = None) ->
         return bundled_csv_bytes()
     if source.startswith(("s3://", "minio://")):
         if s3_reader is None:
-            raise DataValidationError(f"no S3 store configured to read {source}")
+            raise BadInput(f"no S3 store configured to read {source}")
         return s3_reader(source)
     if source.startswith(("http://", "https://")):
         with urllib.request.urlopen(source, timeout=HTTP_TIMEOUT_S) as response:  # noqa: S310 - scheme checked
             return response.read()
     path = Path(source.removeprefix("file://"))
     if not path.is_file():
-        raise DataValidationError(f"input file not found: {path}")
+        raise BadInput(f"input file not found: {path}")
     return path.read_bytes()
 
 
@@ -88,38 +84,38 @@ def validate_frame(
     """Checks the table and returns it as float64 in the expected column order.
 
     Raises:
-        DataValidationError: one line naming the first problem found (column and 1-based data row).
+        BadInput: one line naming the first problem found (column and 1-based data row).
     """
     expected = [*features, target]
     missing = [c for c in expected if c not in frame.columns]
     if missing:
-        raise DataValidationError(f"missing column(s) {', '.join(missing)}; expected {', '.join(expected)}")
+        raise BadInput(f"missing column(s) {', '.join(missing)}; expected {', '.join(expected)}")
     unexpected = [c for c in frame.columns if c not in expected]
     if unexpected:
-        raise DataValidationError(f"unexpected column(s) {', '.join(map(str, unexpected))}")
+        raise BadInput(f"unexpected column(s) {', '.join(map(str, unexpected))}")
     if len(frame) < MIN_ROWS:
-        raise DataValidationError(f"only {len(frame)} data rows; at least {MIN_ROWS} are needed")
+        raise BadInput(f"only {len(frame)} data rows; at least {MIN_ROWS} are needed")
     frame = frame[expected]
     for column in expected:
         values = pd.to_numeric(frame[column], errors="coerce")
         bad = values.isna() & frame[column].notna()
         if bad.any():
             row = int(np.argmax(bad.to_numpy()))
-            raise DataValidationError(
+            raise BadInput(
                 f"column {column}, row {row + 1}: {frame[column].iloc[row]!r} is not a number"
             )
         if values.isna().any():
             row = int(np.argmax(values.isna().to_numpy()))
-            raise DataValidationError(f"column {column}, row {row + 1}: missing value")
+            raise BadInput(f"column {column}, row {row + 1}: missing value")
         if not np.isfinite(values.to_numpy(dtype=np.float64)).all():
             row = int(np.argmax(~np.isfinite(values.to_numpy(dtype=np.float64))))
-            raise DataValidationError(f"column {column}, row {row + 1}: value is not finite")
+            raise BadInput(f"column {column}, row {row + 1}: value is not finite")
     numeric = frame.apply(pd.to_numeric).astype(np.float64)
     low, high = TARGET_RANGE
     outside = ~numeric[target].between(low, high)
     if outside.any():
         row = int(np.argmax(outside.to_numpy()))
-        raise DataValidationError(
+        raise BadInput(
             f"column {target}, row {row + 1}: {numeric[target].iloc[row]:g} is outside [{low:g}, {high:g}]"
         )
     return numeric.reset_index(drop=True)
@@ -128,12 +124,12 @@ def validate_frame(
 def parse_csv(data: bytes) -> pd.DataFrame:
     """Parses CSV bytes with a header row; a file that is not CSV fails with one line."""
     if not data.strip():
-        raise DataValidationError("input file is empty")
+        raise BadInput("input file is empty")
     try:
         return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=True, skipinitialspace=True)
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         first = first_line(exc, type(exc).__name__)
-        raise DataValidationError(f"input is not a readable CSV file: {first}") from None
+        raise BadInput(f"input is not a readable CSV file: {first}") from None
 
 
 def load_table(
@@ -153,7 +149,7 @@ def load_table(
     drop = parse_columns(drop_columns)
     unknown = [c for c in drop if c not in config.FEATURES]
     if unknown:
-        raise DataValidationError(
+        raise BadInput(
             f"cannot drop {', '.join(unknown)}: not a feature column ({', '.join(config.FEATURES)})"
         )
     frame = frame.drop(columns=drop)

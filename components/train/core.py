@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from boston_model import card as model_format
+from boston_model.errors import BadInput
 from components import config
 from components.common import report
 
@@ -32,15 +33,15 @@ class TrainParams:
     def check(self) -> None:
         """Raises ValueError naming the first out-of-range parameter."""
         if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+            raise BadInput(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise BadInput(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+            raise BadInput(f"learning_rate must be > 0, got {self.learning_rate}")
         if not 0.0 <= self.validation_split < 1.0:
-            raise ValueError(f"validation_split must be in [0, 1), got {self.validation_split}")
+            raise BadInput(f"validation_split must be in [0, 1), got {self.validation_split}")
         if self.patience < 0:
-            raise ValueError(f"patience must be >= 0, got {self.patience}")
+            raise BadInput(f"patience must be >= 0, got {self.patience}")
 
 
 @dataclass
@@ -117,7 +118,7 @@ def export_model(model: Any, model_dir: Path, feature_names: list[str], probe: n
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
     }
-    # Proves the fold before anything is written that claims it (raises ModelLoadError otherwise).
+    # Proves the fold before anything is written that claims it (raises BadInput otherwise).
     model_format.linear_model_from_card(card)
     model_format.write_card(model_dir, card)
     return card

@@ -31,7 +31,6 @@ from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from boston_model.store import ObjectStore, S3Settings, StoreError
 from components.common.processes import is_running, terminate_group
-from components.common.state import state_dir
 from pipeline.embedded_s3.ports import HOST, pick_ports, port_answers, remove_sockets
 from pipeline.embedded_s3.records import (
     ServerRecord,
@@ -41,6 +40,7 @@ from pipeline.embedded_s3.records import (
     s3_home,
     write_private,
 )
+from pipeline.state import state_dir
 
 READY_TIMEOUT_S = 30.0
 POLL_INTERVAL_S = 0.2
@@ -115,7 +115,7 @@ def ensure_running(state: Path) -> S3Settings:
     """Reuses the recorded server if it answers, else starts a new one and waits for it.
 
     Args:
-        state: The state directory (see `components.common.state.state_dir`).
+        state: The state directory (see `pipeline.state.state_dir`).
 
     Returns:
         Settings for the server's S3 endpoint.
@@ -142,7 +142,7 @@ def stop(state: Path) -> bool:
     """Stops the recorded server (SIGTERM, then SIGKILL after 10 s); keeps data and keys.
 
     Args:
-        state: The state directory (see `components.common.state.state_dir`).
+        state: The state directory (see `pipeline.state.state_dir`).
 
     Returns:
         Whether a running server was stopped.

@@ -176,7 +176,7 @@ def test_a_failed_start_keeps_the_champion_serving_and_says_why(first_run, docke
     newest = max((container_state / "pipeline_root").glob("*/train-model/model"), key=lambda p: p.stat().st_mtime)
     options = ct.ContainerOptions(broken, images["component"], port, str(container_state))
     try:
-        with pytest.raises(ct.DeployError) as raised:
+        with pytest.raises(ct.ReleaseFailed) as raised:
             ct.deploy_container(store, newest, _evaluate_predictions(container_state), before["feature_names"],
                                 {}, config.BUCKET, config.MODEL_NAME, options, Path(os.devnull),
                                 client=docker_client, log=lambda _: None)

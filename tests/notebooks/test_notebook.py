@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from components.common.processes import is_running, wait_until
-from components.deploy.local import read_served
+from components.deploy.process import read_served
 from pipeline.runner import DEFAULT_YAML
 from tests.doubles.kfp_api import API, SUCCEEDING_RUN, KfpApiDouble
 

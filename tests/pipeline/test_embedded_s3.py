@@ -16,8 +16,8 @@ import pytest
 
 from boston_model.store import ObjectStore, S3Settings, StoreError
 from components.common.processes import wait_until
-from components.common.state import state_dir
 from pipeline import embedded_s3
+from pipeline.state import state_dir
 
 LISTEN_SETTLE_S = 10.0  # admin listeners open ~0.5 s after S3 is ready
 

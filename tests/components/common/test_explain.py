@@ -49,7 +49,7 @@ def test_a_contribution_is_the_weight_times_the_distance_from_the_mean():
 def test_a_card_without_means_cannot_explain(trained):
     card = {**fmt.read_card(trained[0])}
     card.pop("feature_means")
-    with pytest.raises(fmt.ModelLoadError, match="no feature_means"):
+    with pytest.raises(fmt.BadInput, match="no feature_means"):
         fmt.feature_means_from_card(card, fmt.linear_model_from_card(card))
 
 

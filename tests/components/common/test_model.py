@@ -36,7 +36,7 @@ def test_a_card_that_disagrees_with_its_savedmodel_is_refused(trained, tmp_path)
     card = _card(trained)
     card["bias"] += 0.01
     fmt.write_card(tmp_path, card)
-    with pytest.raises(fmt.ModelLoadError, match="differs from the SavedModel"):
+    with pytest.raises(fmt.BadInput, match="differs from the SavedModel"):
         fmt.load_linear_model(tmp_path)
 
 
@@ -48,7 +48,7 @@ def test_a_card_that_disagrees_with_its_savedmodel_is_refused(trained, tmp_path)
 def test_unreadable_cards_fail_with_one_line(tmp_path, content, message):
     if content is not None:
         (tmp_path / fmt.CARD_FILE).write_text(content)
-    with pytest.raises(fmt.ModelLoadError, match=message) as info:
+    with pytest.raises(fmt.BadInput, match=message) as info:
         fmt.load_linear_model(tmp_path)
     assert "\n" not in str(info.value)
 
@@ -57,5 +57,5 @@ def test_non_finite_weights_are_refused(trained, tmp_path):
     card = _card(trained)
     card["weights"][0] = float("nan")
     fmt.write_card(tmp_path, card)
-    with pytest.raises(fmt.ModelLoadError, match="not finite"):
+    with pytest.raises(fmt.BadInput, match="not finite"):
         fmt.load_linear_model(tmp_path)

@@ -2,16 +2,15 @@
 
 import pytest
 
+from boston_model.errors import BadInput, ReleaseFailed
 from boston_model.store import StoreError
 from components.common.runtime import fail_with_one_line
-from components.deploy.errors import KServeDeployError
-from components.load.core import DataValidationError
 
 
 @pytest.mark.parametrize(
     "error",
-    [DataValidationError("column RM, row 3: missing value"), StoreError("cannot reach S3 endpoint x:1"),
-     KServeDeployError("InferenceService boston-housing failed:\n  image pull")],
+    [BadInput("column RM, row 3: missing value"), StoreError("cannot reach S3 endpoint x:1"),
+     ReleaseFailed("InferenceService boston-housing failed:\n  image pull")],
 )
 def test_expected_errors_become_one_line_and_exit_1(error, capsys):
     with pytest.raises(SystemExit) as info, fail_with_one_line("step"):

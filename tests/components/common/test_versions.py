@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from boston_model.errors import BadInput
 from boston_model.store import StoreError
 from boston_model.versions import (
     MANIFEST,
-    ManifestError,
     ModelLocation,
     fetch_version,
     new_version,
@@ -64,7 +64,7 @@ def test_an_upload_without_its_manifest_is_not_a_version(store, location, tmp_pa
     store.ensure_bucket(location.bucket)
     for rel in _files(model):  # every file, but the manifest (written last) never arrived
         store.upload_file(location.bucket, location.prefix + rel, model / rel)
-    with pytest.raises(ManifestError, match=f"has no {MANIFEST}: the upload is incomplete"):
+    with pytest.raises(BadInput, match=f"has no {MANIFEST}: the upload is incomplete"):
         fetch_version(store, location.uri, tmp_path / "fetched")
 
 
@@ -72,7 +72,7 @@ def test_a_changed_file_fails_verification(store, location, tmp_path):
     model = _model_folder(tmp_path / "model", bias=22.5)
     push_version(store, location, model)
     store.put_bytes(location.bucket, location.prefix + "1/saved_model.pb", b"graph 99.9")  # same size, other bytes
-    with pytest.raises(ManifestError, match="1/saved_model.pb does not match its sha256"):
+    with pytest.raises(BadInput, match="1/saved_model.pb does not match its sha256"):
         fetch_version(store, location.uri, tmp_path / "fetched")
 
 

@@ -7,6 +7,7 @@ missing rollback shows up as wrong predictions, not as a mocked call.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,10 +21,12 @@ import yaml
 from kubernetes import client
 
 from boston_model import card as model_format
+from boston_model import errors
 from boston_model.store import ObjectStore, S3Settings, parse_s3_uri
 from boston_model.versions import read_champion
-from components.deploy import errors, kserve_api, kserve_spec, kserve_target
-from components.deploy.local import predict_v1
+from components.deploy import kserve_api, kserve_target, release
+from components.deploy.release import predict_v1
+from components.deploy.serving import ServingSettings
 from pipeline import config
 from tests.doubles.k8s_api import FakeKubeApi, ModelEndpoint, running
 
@@ -31,9 +34,9 @@ NS = "ml-team"
 MODEL = config.MODEL_NAME
 FEATURES = list(config.FEATURES)
 TIMEOUT_S = 15.0  # generous for a shared machine; the double reconciles in 0.3 s
-OPTIONS = kserve_target.ServingOptions(
-    namespace=NS, runtime="tensorflow", service_account="boston-housing-kserve",
-    resources=kserve_spec.Resources("100m", "1", "256Mi", "1Gi"), min_replicas=1, max_replicas=2,
+OPTIONS = ServingSettings(
+    target="kserve", namespace=NS, runtime="tensorflow", service_account="boston-housing-kserve",
+    cpu_request="100m", cpu_limit="1", memory_request="256Mi", memory_limit="1Gi", min_replicas=1, max_replicas=2,
     runtime_version="2.21.0", predictor_image="registry.local/boston-predictor:test",
 )
 
@@ -53,12 +56,13 @@ class Cluster:
                                             log=self.logs.append)
 
     def deploy(self, model: Model, predictions: pd.DataFrame | None = None, timeout: float = TIMEOUT_S,
-               options: kserve_target.ServingOptions = OPTIONS, isvcs: kserve_api.InferenceServices | None = None):
-        return kserve_target.deploy_kserve(
-            self.store, model.path, model.predictions if predictions is None else predictions, FEATURES,
-            {"rmse": 4.9}, self.bucket, MODEL, options, isvcs or self.isvcs(), self.tmp / "applied.yaml", timeout,
-            log=self.logs.append,
-        )
+               options: ServingSettings = OPTIONS, isvcs: kserve_api.InferenceServices | None = None):
+        options = dataclasses.replace(options, ready_timeout_s=int(timeout))
+        target = kserve_target.KServeTarget(isvcs or self.isvcs(), MODEL, options, self.tmp / "applied.yaml",
+                                            log=self.logs.append)
+        smoke = release.Smoke.from_predictions(model.predictions if predictions is None else predictions, FEATURES)
+        return release.deploy(self.store, self.bucket, MODEL, model.path, {"rmse": 4.9}, target, options, smoke,
+                              log=self.logs.append)
 
     def spec_uri(self) -> str:
         obj = self.api.get_object(NS, MODEL)
@@ -154,7 +158,7 @@ def test_redeploy_keeps_the_live_objects_identity(cluster, models):
     a, b = models
     cluster.deploy(a)
     uid = cluster.api.get_object(NS, MODEL)["metadata"]["uid"]
-    cluster.deploy(b, options=kserve_target.ServingOptions(**{**OPTIONS.builder_kwargs(), "runtime": "custom"}))
+    cluster.deploy(b, options=dataclasses.replace(OPTIONS, runtime="custom"))
     obj = cluster.api.get_object(NS, MODEL)
     assert obj["metadata"]["uid"] == uid
     assert "model" not in obj["spec"]["predictor"]  # the new spec replaced the old one, not merged into it
@@ -166,7 +170,7 @@ def test_failed_condition_fails_fast_with_its_message_and_rolls_back(cluster, mo
     first = cluster.deploy(a)
     cluster.api.plan("fail-condition", 'Revision "boston-housing-predictor-00002" failed: image pull back-off')
     started = time.monotonic()
-    with pytest.raises(errors.KServeDeployError) as info:
+    with pytest.raises(errors.ReleaseFailed) as info:
         cluster.deploy(b, timeout=60)
     assert time.monotonic() - started < 20  # fail fast: nowhere near the 60 s timeout
     message = str(info.value)
@@ -181,7 +185,7 @@ def test_failed_condition_fails_fast_with_its_message_and_rolls_back(cluster, mo
 def test_model_load_failure_on_a_first_deploy_reports_last_failure_info_and_deletes_it(cluster, models):
     a, _ = models
     cluster.api.plan("fail-model", "failed to download s3://models/boston-housing/x/: access denied")
-    with pytest.raises(errors.KServeDeployError) as info:
+    with pytest.raises(errors.ReleaseFailed) as info:
         cluster.deploy(a)
     message = str(info.value)
     assert "the model failed to load: ModelLoadFailed: failed to download" in message
@@ -195,7 +199,7 @@ def test_timeout_names_the_generation_and_the_last_state_then_rolls_back(cluster
     first = cluster.deploy(a)
     cluster.api.plan("hang")
     started = time.monotonic()
-    with pytest.raises(errors.KServeDeployError) as info:
+    with pytest.raises(errors.ReleaseFailed) as info:
         cluster.deploy(b, timeout=1.0)
     assert time.monotonic() - started < 10
     message = str(info.value)
@@ -207,7 +211,7 @@ def test_timeout_names_the_generation_and_the_last_state_then_rolls_back(cluster
 def test_forbidden_fails_at_once_with_what_to_grant_and_uploads_nothing(cluster, models):
     a, _ = models
     cluster.api.fail_next("GET", 403)
-    with pytest.raises(errors.KServeDeployError) as info:
+    with pytest.raises(errors.ClusterRefused) as info:
         cluster.deploy(a)
     message = str(info.value)
     assert message.startswith(f"get InferenceService {NS}/{MODEL}: forbidden (403 ")
@@ -232,7 +236,7 @@ def test_server_errors_are_retried_and_validation_errors_are_not(cluster, models
     cluster.deploy(a)
     assert cluster.api.count("POST") == 3
     cluster.api.fail_next("PUT", 422, message='InferenceService "boston-housing" is invalid: spec.predictor: bad')
-    with pytest.raises(errors.KServeDeployError, match=r"rejected the spec \(422 .*spec.predictor: bad\)"):
+    with pytest.raises(errors.ClusterRefused, match=r"rejected the spec \(422 .*spec.predictor: bad\)"):
         cluster.deploy(b)
     assert cluster.api.count("PUT") == 1
 
@@ -240,7 +244,7 @@ def test_server_errors_are_retried_and_validation_errors_are_not(cluster, models
 def test_unreachable_api_fails_in_one_line(cluster, models):
     a, _ = models
     closed = "http://127.0.0.1:9"  # discard port: nothing listens
-    with pytest.raises(errors.KServeDeployError, match=r"failed 2 times, last with cannot reach the Kubernetes API"):
+    with pytest.raises(errors.ClusterRefused, match=r"failed 2 times, last with cannot reach the Kubernetes API"):
         cluster.deploy(a, isvcs=cluster.isvcs(host=closed, attempts=2))
 
 
@@ -248,7 +252,7 @@ def test_smoke_mismatch_rolls_back_to_the_previous_spec(cluster, models):
     a, b = models
     first = cluster.deploy(a)
     wrong = b.predictions.assign(prediction=b.predictions["prediction"] + 0.5)  # evaluate saw other numbers
-    with pytest.raises(errors.KServeDeployError) as info:
+    with pytest.raises(errors.ReleaseFailed) as info:
         cluster.deploy(b, predictions=wrong)
     message = str(info.value)
     assert "smoke test: live predictions differ from evaluate's by 0.5" in message
@@ -263,15 +267,15 @@ def test_smoke_mismatch_rolls_back_to_the_previous_spec(cluster, models):
 
 def test_smoke_mismatch_on_a_first_deploy_leaves_nothing_serving(cluster, models):
     a, _ = models
-    with pytest.raises(errors.KServeDeployError, match="deleted the new InferenceService"):
+    with pytest.raises(errors.ReleaseFailed, match="deleted the new InferenceService"):
         cluster.deploy(a, predictions=a.predictions.assign(prediction=0.0))
     assert cluster.api.get_object(NS, MODEL) is None and cluster.champion() is None
 
 
 def test_bad_options_fail_before_anything_is_uploaded_or_applied(cluster, models):
     a, _ = models
-    bad = kserve_target.ServingOptions(**{**OPTIONS.builder_kwargs(), "runtime_version": "2.15.0"})
-    with pytest.raises(ValueError, match="older than TensorFlow 2.21.0"):
+    bad = dataclasses.replace(OPTIONS, runtime_version="2.15.0")
+    with pytest.raises(errors.BadInput, match="older than TensorFlow 2.21.0"):
         cluster.deploy(a, options=bad)
     assert cluster.api.requests == []
     assert not cluster.store.bucket_exists(cluster.bucket)

@@ -8,7 +8,8 @@ import pytest
 import yaml
 from kserve.models import V1beta1InferenceService, V1beta1ModelSpec
 
-from components.deploy import errors, kserve_spec, kserve_status
+from boston_model import errors
+from components.deploy import kserve_spec, kserve_status
 from pipeline import config
 
 REPO = Path(__file__).resolve().parents[3]
@@ -217,9 +218,9 @@ def test_smoke_url_prefers_the_in_cluster_address_and_uses_the_tag_during_a_cana
     assert kserve_status.smoke_url_of(obj) == "http://m-predictor.ns.svc.cluster.local"
     assert kserve_status.smoke_url_of(obj, canary_traffic_percent=10) == "http://latest-m.ns"
     assert kserve_status.smoke_url_of(_obj(2, READY, url="http://m.ns.example.com")) == "http://m.ns.example.com"
-    with pytest.raises(errors.KServeDeployError, match="no URL"):
+    with pytest.raises(errors.ReleaseFailed, match="no URL"):
         kserve_status.smoke_url_of(_obj(2, READY))
-    with pytest.raises(errors.KServeDeployError, match="canary"):
+    with pytest.raises(errors.ReleaseFailed, match="canary"):
         kserve_status.smoke_url_of(_obj(2, READY, url="http://m"), canary_traffic_percent=10)
 
 

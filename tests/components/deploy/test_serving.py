@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from boston_model.errors import BadInput
 from components import config
-from components.deploy.serving import ServingSettings, ServingSettingsError, parse_serving, serving_defaults
+from components.deploy.serving import ServingSettings, parse_serving, serving_defaults
 
 
 def test_an_empty_object_is_every_default_from_config():
@@ -43,13 +44,13 @@ def test_whole_doubles_are_integers_as_kfp_passes_struct_numbers():
     ({"target": "cloud"}, "unknown deploy target 'cloud': use 'local', 'container' or 'kserve'"),
 ])
 def test_bad_keys_and_values_are_one_line_naming_the_key(values, message):
-    with pytest.raises(ServingSettingsError, match=re.escape(message)) as info:
+    with pytest.raises(BadInput, match=re.escape(message)) as info:
         parse_serving(values)
     assert "\n" not in str(info.value)
 
 
 def test_not_an_object_is_refused():
-    with pytest.raises(ServingSettingsError, match="serving must be a JSON object"):
+    with pytest.raises(BadInput, match="serving must be a JSON object"):
         parse_serving(["kserve"])  # type: ignore[arg-type]
 
 

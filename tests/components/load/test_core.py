@@ -46,9 +46,9 @@ def test_drop_columns_removes_a_feature(boston):
 
 
 def test_dropping_the_target_or_an_unknown_column_is_refused():
-    with pytest.raises(core.DataValidationError, match="MEDV"):
+    with pytest.raises(core.BadInput, match="MEDV"):
         core.load_table(drop_columns="MEDV")
-    with pytest.raises(core.DataValidationError, match="NOPE"):
+    with pytest.raises(core.BadInput, match="NOPE"):
         core.load_table(drop_columns="NOPE")
 
 
@@ -72,7 +72,7 @@ def _set(frame: pd.DataFrame, column: str, row: int, value: object) -> pd.DataFr
 )
 def test_bad_files_fail_with_one_line_naming_the_problem(tmp_path, boston, mutate, message):
     path = _write(tmp_path, mutate(boston.copy()))
-    with pytest.raises(core.DataValidationError, match=message) as info:
+    with pytest.raises(core.BadInput, match=message) as info:
         core.load_table(path)
     assert "\n" not in str(info.value)
 
@@ -80,20 +80,20 @@ def test_bad_files_fail_with_one_line_naming_the_problem(tmp_path, boston, mutat
 def test_empty_garbage_and_missing_files_fail_clearly(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
-    with pytest.raises(core.DataValidationError, match="empty"):
+    with pytest.raises(core.BadInput, match="empty"):
         core.load_table(str(empty))
     garbage = tmp_path / "garbage.csv"
     garbage.write_bytes(b"\x00\xff\xfe binary junk \x00\n\x01,\x02\n")
-    with pytest.raises(core.DataValidationError):
+    with pytest.raises(core.BadInput):
         core.load_table(str(garbage))
-    with pytest.raises(core.DataValidationError, match="not found"):
+    with pytest.raises(core.BadInput, match="not found"):
         core.load_table(str(tmp_path / "nope.csv"))
 
 
 def test_infinite_value_is_refused(tmp_path, boston):
     frame = boston.copy()
     frame.loc[3, "CRIM"] = float("inf")
-    with pytest.raises(core.DataValidationError, match="column CRIM, row 4: value is not finite"):
+    with pytest.raises(core.BadInput, match="column CRIM, row 4: value is not finite"):
         core.load_table(_write(tmp_path, frame))
 
 
@@ -106,7 +106,7 @@ def test_s3_source_uses_the_reader_and_needs_one():
 
     assert core.load_table("s3://data/boston.csv", s3_reader=reader).frame.shape == (506, 14)
     assert seen == ["s3://data/boston.csv"]
-    with pytest.raises(core.DataValidationError, match="no S3 store"):
+    with pytest.raises(core.BadInput, match="no S3 store"):
         core.load_table("s3://data/boston.csv")
 
 
