@@ -15,9 +15,10 @@ import pytest
 from kfp.dsl import HTML, Artifact, Dataset, Markdown, Metrics, Model
 
 from components import config
-from components.common.state import state_dir
+from pipeline.state import state_dir
 from components.deploy.component import deploy_model
-from components.deploy.local import predict_v1, read_served, stop_served
+from components.deploy.process import read_served, stop_served
+from components.deploy.release import predict_v1
 from components.evaluate.component import evaluate_model
 from components.load.component import load_data
 from components.split.component import split_data
@@ -154,7 +155,7 @@ def test_deploy_serves_locally_and_returns_its_outputs(s3_server, tmp_path, free
                 model=_artifact(Model, model.path), predictions=_artifact(Dataset, tmp_path / "predictions.csv"),
                 metrics=_artifact(Metrics, tmp_path / "metrics", rmse=4.9), applied_spec=applied,
                 model_name=config.MODEL_NAME, bucket="direct-deploy", s3_endpoint="",
-                serving={"target": "local", "local_port": port},
+                serving={"target": "process", "local_port": port},
             )
         served = read_served(state_dir(), port)
         assert served is not None and result.endpoint == served.url

@@ -19,7 +19,7 @@ import pytest
 
 from boston_model.store import S3Settings
 from components.common.ports import free_port
-from components.common.state import ENV_STATE_DIR
+from pipeline.state import ENV_STATE_DIR
 from pipeline import embedded_s3
 from tests.containers.helpers import REPO, ContainerWatch, Run, cli, unavailable
 

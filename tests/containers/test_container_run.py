@@ -16,7 +16,7 @@ import yaml
 
 from boston_model.store import ObjectStore
 from boston_model.versions import MANIFEST, fetch_version, parse_s3_uri, read_champion
-from components.deploy import container_target as ct
+from components.deploy import container as ct
 from pipeline import config
 from pipeline.docker_run import ContainerRunError, require_images
 from tests.containers.helpers import ContainerWatch, cli

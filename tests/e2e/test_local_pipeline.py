@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from boston_model.versions import fetch_version
-from components.deploy.local import read_served
+from components.deploy.process import read_served
 
 RUN_TIMEOUT_S = 600
 
@@ -64,7 +64,7 @@ def test_the_committed_yaml_runs_on_kfp_local(s3_server, tmp_path):
 
     committed = Path(__file__).resolve().parents[2] / "boston_housing_pipeline.yaml"
     with store_environment(s3_server):
-        task = run_compiled(committed, {"serving": {"target": "local"}, "s3_endpoint": "", "max_rmse": 0.1,
+        task = run_compiled(committed, {"serving": {"target": "process"}, "s3_endpoint": "", "max_rmse": 0.1,
                                         "epochs": 30, "bucket": "yaml-check"}, tmp_path)
     assert task.outputs["gate_passed"] is False
     assert task.outputs["metrics"].metadata["test_rows"] == 102

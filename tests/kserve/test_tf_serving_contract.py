@@ -19,8 +19,7 @@ import numpy as np
 import pytest
 
 from boston_model.card import load_linear_model, read_card
-from components.deploy.core import smoke_rows
-from components.deploy.local import SMOKE_ATOL, v1_request
+from components.deploy.release import Smoke, v1_request
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 VERSION_FOLDER = "1"  # TF Serving's numeric version folder under the storage URI

@@ -24,8 +24,9 @@ from boston_model import card as fmt
 from boston_model.store import ObjectStore
 from boston_model.versions import ModelLocation, push_version, read_champion, write_champion
 from components.common.ports import free_port
-from components.common.state import ENV_STATE_DIR, state_dir
-from components.deploy.local import predict_v1, read_served, stop_served
+from pipeline.state import ENV_STATE_DIR, state_dir
+from components.deploy.process import read_served, stop_served
+from components.deploy.release import predict_v1
 from pipeline import config, models
 from pipeline.cli import main
 
@@ -175,14 +176,14 @@ def test_promote_and_rollback_end_to_end_on_the_local_target(capsys, store, thre
     assert code == 0 and f"{three[0].version} → {three[2].version}" in out
     np.testing.assert_allclose(predict_v1(url, MODEL, rows), three[2].predict(rows), atol=1e-9)
     champion = read_champion(store, bucket, MODEL)
-    assert champion["history"] == [three[1].version, three[0].version] and champion["target"] == "local"
+    assert champion["history"] == [three[1].version, three[0].version] and champion["target"] == "process"
 
     code, out, _ = cli(capsys, "models", "rollback", "--bucket", bucket)
     assert code == 0 and f"{three[2].version} → {three[0].version}" in out
     np.testing.assert_allclose(predict_v1(url, MODEL, rows), three[0].predict(rows), atol=1e-9)
     assert read_champion(store, bucket, MODEL)["history"] == [three[1].version]
     promotion = models.rollback_model(bucket=bucket, log=lambda _: None)  # the Python API, as the notebook calls it
-    assert (promotion.before, promotion.after) == (three[0].version, three[1].version)
+    assert (promotion.before, promotion.version) == (three[0].version, three[1].version)
     np.testing.assert_allclose(predict_v1(url, MODEL, rows), three[1].predict(rows), atol=1e-9)
     code, _, err = cli(capsys, "models", "rollback", "--bucket", bucket)
     assert code == 2 and "has no earlier champion to roll back to; nothing changed" in err
@@ -257,12 +258,12 @@ def test_kserve_promote_updates_the_inference_service_and_waits(store, three, bu
                                      api_client=client.ApiClient(client.Configuration(host=api.url)))
         logs: list[str] = []
         first = models.promote_model(three[0].version, target, bucket=bucket, log=logs.append)
-        assert (first.before, first.after) == (three[1].version, three[0].version)
+        assert (first.before, first.version) == (three[1].version, three[0].version)
         obj = api.get_object("ml-team", MODEL)
         assert obj["spec"]["predictor"]["model"]["storageUri"] == f"s3://{bucket}/{MODEL}/{three[0].version}/"
         assert obj["spec"]["predictor"]["model"]["runtimeVersion"] == config.TF_SERVING_VERSION
         again = models.rollback_model(target, bucket=bucket, log=logs.append)
-        assert again.after == three[1].version and api.get_object("ml-team", MODEL)["metadata"]["generation"] == 2
+        assert again.version == three[1].version and api.get_object("ml-team", MODEL)["metadata"]["generation"] == 2
         # Every smoke call after the replace was answered by the rolled-back version, not by the one before it.
         assert endpoint.calls[-1][1] == f"s3://{bucket}/{MODEL}/{three[1].version}/"
         champion = read_champion(store, bucket, MODEL)

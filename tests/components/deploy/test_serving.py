@@ -41,7 +41,7 @@ def test_whole_doubles_are_integers_as_kfp_passes_struct_numbers():
     ({"max_replicas": True}, "serving key 'max_replicas' expects an integer, got True"),
     ({"istio_sidecar": "yes"}, "serving key 'istio_sidecar' expects true or false, got 'yes'"),
     ({"namespace": 5}, "serving key 'namespace' expects a string, got 5"),
-    ({"target": "cloud"}, "unknown deploy target 'cloud': use 'local', 'container' or 'kserve'"),
+    ({"target": "cloud"}, "unknown deploy target 'cloud': use 'process', 'container' or 'kserve'"),
 ])
 def test_bad_keys_and_values_are_one_line_naming_the_key(values, message):
     with pytest.raises(BadInput, match=re.escape(message)) as info:
