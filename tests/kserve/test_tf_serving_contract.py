@@ -5,7 +5,7 @@ KServe's ``tensorflow`` runtime is TF Serving: it loads ``<storageUri>/<numeric 
 input (here a row of 13 float32 numbers). TF Serving itself cannot run here (no image registry), so the test does
 what it does with real TensorFlow: load the version folder, take the signature, check its input's name, dtype and
 shape, turn the body into that input's tensor and call it. The bodies are the smoke test's (the deploy step sends
-it to every new InferenceService) and the README's first V1 example.
+it to every new InferenceService) and the first V1 example of docs/serving.md.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 from boston_model.card import load_linear_model, read_card
 from components.deploy.release import Smoke, v1_request
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+SERVING_DOC = Path(__file__).resolve().parents[2] / "docs" / "serving.md"
 VERSION_FOLDER = "1"  # TF Serving's numeric version folder under the storage URI
 
 
@@ -51,7 +51,7 @@ def answer_v1_rows(signature: Any, input_name: str, spec: Any, body: bytes) -> n
 
 
 @pytest.mark.slow
-def test_savedmodel_serves_the_smoke_test_and_readme_bodies_as_tf_serving_reads_them(trained_model: Any) -> None:
+def test_savedmodel_serves_the_smoke_test_and_documented_bodies_as_tf_serving_reads_them(trained_model: Any) -> None:
     import tensorflow as tf
 
     from components.evaluate.core import evaluate_model
@@ -71,10 +71,10 @@ def test_savedmodel_serves_the_smoke_test_and_readme_bodies_as_tf_serving_reads_
     got = answer_v1_rows(signature, input_name, spec, body)
     assert float(np.max(np.abs(got - expected))) <= SMOKE_ATOL
 
-    # The README's first V1 example, as a user would paste it.
-    match = re.search(r"""-d '(\{"instances": \[\[[^']*\]\]\})'""", README.read_text())
-    assert match, "the README's V1 section lost its first curl example"
-    readme_body = match.group(1).encode()
-    readme_rows = np.asarray(json.loads(readme_body)["instances"], dtype=np.float64)
-    np.testing.assert_allclose(answer_v1_rows(signature, input_name, spec, readme_body), model.predict(readme_rows),
+    # The serving page's first V1 example, as a user would paste it.
+    match = re.search(r"""-d '(\{"instances": \[\[[^']*\]\]\})'""", SERVING_DOC.read_text())
+    assert match, "docs/serving.md's V1 section lost its first curl example"
+    doc_body = match.group(1).encode()
+    doc_rows = np.asarray(json.loads(doc_body)["instances"], dtype=np.float64)
+    np.testing.assert_allclose(answer_v1_rows(signature, input_name, spec, doc_body), model.predict(doc_rows),
                                rtol=0, atol=SMOKE_ATOL)
