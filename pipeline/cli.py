@@ -197,7 +197,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from boston_model.errors import ReleaseFailed
-    from components.deploy.release import predict_v1, read_served
+    from components.deploy.process import read_served
+    from components.deploy.release import predict_v1
     from pipeline.state import state_dir
 
     url = args.url

@@ -15,7 +15,6 @@ import pytest
 from kfp.dsl import HTML, Artifact, Dataset, Markdown, Metrics, Model
 
 from components import config
-from pipeline.state import state_dir
 from components.deploy.component import deploy_model
 from components.deploy.process import read_served, stop_served
 from components.deploy.release import predict_v1
@@ -24,6 +23,7 @@ from components.load.component import load_data
 from components.split.component import split_data
 from components.train.component import train_model
 from pipeline.runner import store_environment
+from pipeline.state import state_dir
 from tests.components.deploy.test_kserve_deploy import make_model
 
 

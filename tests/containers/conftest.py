@@ -19,8 +19,8 @@ import pytest
 
 from boston_model.store import S3Settings
 from components.common.ports import free_port
-from pipeline.state import ENV_STATE_DIR
 from pipeline import embedded_s3
+from pipeline.state import ENV_STATE_DIR
 from tests.containers.helpers import REPO, ContainerWatch, Run, cli, unavailable
 
 BUILD_TIMEOUT_S = 1800

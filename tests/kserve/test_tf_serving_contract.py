@@ -66,10 +66,11 @@ def test_savedmodel_serves_the_smoke_test_and_documented_bodies_as_tf_serving_re
     # The deploy step's smoke test: evaluate's first test rows, in the body it sends, against evaluate's answers.
     model = load_linear_model(model_dir)
     evaluation = evaluate_model(model, trained_model.train, trained_model.test)
-    rows, expected = smoke_rows(evaluation.predictions, list(model.feature_names))
+    smoke = Smoke.from_predictions(evaluation.predictions, list(model.feature_names))
+    rows, expected = smoke.rows, smoke.expected
     body = json.dumps(v1_request(rows)).encode()
     got = answer_v1_rows(signature, input_name, spec, body)
-    assert float(np.max(np.abs(got - expected))) <= SMOKE_ATOL
+    assert float(np.max(np.abs(got - expected))) <= smoke.atol
 
     # The serving page's first V1 example, as a user would paste it.
     match = re.search(r"""-d '(\{"instances": \[\[[^']*\]\]\})'""", SERVING_DOC.read_text())
@@ -77,4 +78,4 @@ def test_savedmodel_serves_the_smoke_test_and_documented_bodies_as_tf_serving_re
     doc_body = match.group(1).encode()
     doc_rows = np.asarray(json.loads(doc_body)["instances"], dtype=np.float64)
     np.testing.assert_allclose(answer_v1_rows(signature, input_name, spec, doc_body), model.predict(doc_rows),
-                               rtol=0, atol=SMOKE_ATOL)
+                               rtol=0, atol=1e-5)  # the smoke test's tolerance (Smoke.from_predictions)

@@ -24,11 +24,11 @@ from boston_model import card as fmt
 from boston_model.store import ObjectStore
 from boston_model.versions import ModelLocation, push_version, read_champion, write_champion
 from components.common.ports import free_port
-from pipeline.state import ENV_STATE_DIR, state_dir
 from components.deploy.process import read_served, stop_served
 from components.deploy.release import predict_v1
 from pipeline import config, models
 from pipeline.cli import main
+from pipeline.state import ENV_STATE_DIR, state_dir
 
 MODEL = config.MODEL_NAME
 FEATURES = list(config.FEATURES)
@@ -254,19 +254,31 @@ def test_kserve_promote_updates_the_inference_service_and_waits(store, three, bu
         return fmt.linear_model_from_card(store.get_json(b, key + fmt.CARD_FILE)).predict
 
     with running(reconcile_after=0.3, load_model=load_model) as (api, endpoint):
-        target = models.KServeTarget(namespace="ml-team", ready_timeout_s=15,
-                                     api_client=client.ApiClient(client.Configuration(host=api.url)))
+        cluster = models.Cluster(api_client=client.ApiClient(client.Configuration(host=api.url)))
         logs: list[str] = []
-        first = models.promote_model(three[0].version, target, bucket=bucket, log=logs.append)
+        # Deployed with its own settings: 3 replicas and a CPU limit of 4.
+        serving = {"target": "kserve", "namespace": "ml-team", "ready_timeout_s": 15, "min_replicas": 3,
+                   "cpu_limit": "4"}
+        first = models.promote_model(three[0].version, serving, bucket=bucket, cluster=cluster, log=logs.append)
         assert (first.before, first.version) == (three[1].version, three[0].version)
         obj = api.get_object("ml-team", MODEL)
         assert obj["spec"]["predictor"]["model"]["storageUri"] == f"s3://{bucket}/{MODEL}/{three[0].version}/"
         assert obj["spec"]["predictor"]["model"]["runtimeVersion"] == config.TF_SERVING_VERSION
-        again = models.rollback_model(target, bucket=bucket, log=logs.append)
-        assert again.version == three[1].version and api.get_object("ml-team", MODEL)["metadata"]["generation"] == 2
+        assert obj["spec"]["predictor"]["minReplicas"] == 3
+        # A version promoted without settings of its own keeps what serves now (the kserve target, 3 replicas).
+        second = models.promote_model(three[2].version, bucket=bucket, cluster=cluster, log=logs.append)
+        assert second.version == three[2].version and api.get_object("ml-team", MODEL)["spec"]["predictor"][
+            "minReplicas"] == 3
+        # Rolling back puts the version back with what it was deployed with, not the defaults.
+        again = models.rollback_model(bucket=bucket, cluster=cluster, log=logs.append)
+        assert again.version == three[0].version
+        obj = api.get_object("ml-team", MODEL)
+        assert obj["metadata"]["generation"] == 3 and obj["spec"]["predictor"]["minReplicas"] == 3
+        assert obj["spec"]["predictor"]["model"]["resources"]["limits"]["cpu"] == "4"
         # Every smoke call after the replace was answered by the rolled-back version, not by the one before it.
-        assert endpoint.calls[-1][1] == f"s3://{bucket}/{MODEL}/{three[1].version}/"
+        assert endpoint.calls[-1][1] == f"s3://{bucket}/{MODEL}/{three[0].version}/"
         champion = read_champion(store, bucket, MODEL)
         assert champion["target"] == "kserve" and champion["inference_service"] == f"ml-team/{MODEL}"
-        assert champion["generation"] == 2 and champion["history"] == []
+        assert champion["serving"]["min_replicas"] == 3 and champion["serving"]["cpu_limit"] == "4"
+        assert champion["generation"] == 3 and champion["history"] == [three[1].version]
         assert any("waiting up to 15 s" in line for line in logs)

@@ -95,7 +95,8 @@ def test_a_failed_smoke_test_serves_the_champion_again_and_keeps_its_record(targ
     first = target.deploy(a)
     record = target.champion()
     serving = read_served(target.state, target.port)
-    with pytest.raises(ReleaseFailed, match=f"smoke test: live predictions differ .*; champion {first.version} keeps serving"):
+    with pytest.raises(
+            ReleaseFailed, match=f"smoke test: live predictions differ .*; champion {first.version} keeps serving"):
         target.deploy(b, predictions=_wrong(b))
     assert target.champion() == record
     # The predictor that served never stopped: same process, same version.
