@@ -2,55 +2,47 @@
 
 One code path for ``boston-pipeline submit``, the notebook and users' scripts::
 
-    from pipeline.submit import submit, wait_for_run
+    from pipeline.submit import describe_run, submit, wait_for_run
 
     result = submit("http://localhost:8080", params={"epochs": 500})
     print(result.url)
-    wait_for_run(result.client, result.run_id, on_change=print)
+    print(describe_run(wait_for_run(result.client, result.run_id, on_change=print)))
 
-The modules, one concern each: ``package`` (the compiled YAML and its typed parameters), ``schedule`` (cron),
-``connection`` (host, credentials, the client, kfp's errors as one line), ``submission`` (upload and start),
-``follow`` (poll a run), ``errors`` (the ``SubmitError`` family) and ``cli`` (``boston-pipeline submit``).
-Server and network failures become a ``SubmitError`` whose message is one line naming the host and what to check.
-kfp and kfp_server_api are imported inside the functions: importing this package is cheap.
+``kfp.Client`` does the work, with its own settings (``KF_PIPELINES_ENDPOINT``, …); what this package adds is
+what kfp lacks: ``package`` checks and types the run arguments against the compiled YAML, ``connection`` fails
+fast with one line naming what to check, ``submission`` uploads, starts and follows a run step by step, and
+``cli`` is ``boston-pipeline submit``. Bad input is a ``ValueError``; a refusing or unreachable server a
+``OneLineError``. kfp is imported inside the functions: importing this package is cheap.
 """
 
 from pipeline.submit.connection import (
-    AUTH_HINT,
     ENV_COOKIES,
     ENV_HOST,
     ENV_NAMESPACE,
     ENV_TOKEN,
     ENV_TOKEN_FILE,
-    KFP_ENV_HOST,
-    KFP_ENV_TOKEN_FILE,
-    KFP_ENV_UI_HOST,
-    Auth,
-    check_reachable,
+    ENV_UI_HOST,
     connect,
-    resolve_auth,
     resolve_host,
 )
-from pipeline.submit.errors import (
-    CronError,
-    KfpApiError,
-    KfpAuthError,
-    KfpConnectionError,
-    ParameterError,
-    RunFailedError,
-    RunTimeoutError,
-    SubmitError,
-)
-from pipeline.submit.follow import DEFAULT_POLL_S, DEFAULT_WAIT_TIMEOUT_S, StateChange, wait_for_run
 from pipeline.submit.package import ParameterSpec, PipelinePackage, coerce_parameters, load_package, struct_keys
-from pipeline.submit.schedule import CRON_HELP, validate_cron
-from pipeline.submit.submission import DEFAULT_EXPERIMENT, SubmitResult, recurring_run_url, run_url, submit
+from pipeline.submit.submission import (
+    CRON_HELP,
+    DEFAULT_EXPERIMENT,
+    DEFAULT_POLL_S,
+    DEFAULT_WAIT_TIMEOUT_S,
+    FAILED_STATES,
+    StateChange,
+    SubmitResult,
+    describe_run,
+    submit,
+    validate_cron,
+    wait_for_run,
+)
 
 __all__ = [
-    "AUTH_HINT", "CRON_HELP", "DEFAULT_EXPERIMENT", "DEFAULT_POLL_S", "DEFAULT_WAIT_TIMEOUT_S", "ENV_COOKIES",
-    "ENV_HOST", "ENV_NAMESPACE", "ENV_TOKEN", "ENV_TOKEN_FILE", "KFP_ENV_HOST", "KFP_ENV_TOKEN_FILE",
-    "KFP_ENV_UI_HOST", "Auth", "CronError", "KfpApiError", "KfpAuthError", "KfpConnectionError", "ParameterError",
-    "ParameterSpec", "PipelinePackage", "RunFailedError", "RunTimeoutError", "StateChange", "SubmitError",
-    "SubmitResult", "check_reachable", "coerce_parameters", "connect", "load_package", "recurring_run_url",
-    "resolve_auth", "resolve_host", "run_url", "struct_keys", "submit", "validate_cron", "wait_for_run",
+    "CRON_HELP", "DEFAULT_EXPERIMENT", "DEFAULT_POLL_S", "DEFAULT_WAIT_TIMEOUT_S", "ENV_COOKIES", "ENV_HOST",
+    "ENV_NAMESPACE", "ENV_TOKEN", "ENV_TOKEN_FILE", "ENV_UI_HOST", "FAILED_STATES", "ParameterSpec",
+    "PipelinePackage", "StateChange", "SubmitResult", "coerce_parameters", "connect", "describe_run",
+    "load_package", "resolve_host", "struct_keys", "submit", "validate_cron", "wait_for_run",
 ]

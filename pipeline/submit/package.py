@@ -1,10 +1,12 @@
 """The compiled pipeline as submitting sees it: its name, its declared parameters, and run arguments typed to them.
 
-Everything here is checked locally, before any server is contacted.
+kfp sends run arguments as given and leaves the checking to the step that reads them; here they are checked against
+the compiled YAML, before any server is contacted.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
@@ -14,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from boston_model.errors import first_line
-from pipeline.submit.errors import ParameterError, SubmitError
 
 
 @dataclass(frozen=True)
@@ -44,35 +45,28 @@ def load_package(path: str | Path) -> PipelinePackage:
     """Reads a compiled pipeline YAML (the IR that ``boston-pipeline compile`` writes).
 
     Raises:
-        SubmitError: The file is missing or is not a compiled KFP pipeline.
+        ValueError: The file is not a compiled KFP pipeline.
+        OSError: The file cannot be read.
     """
     import yaml
 
     path = Path(path)
-    if path.suffix not in (".yaml", ".yml"):
-        raise SubmitError(f"{path}: expected a compiled pipeline .yaml (from `boston-pipeline compile`)")
+    data = path.read_bytes()
     try:
-        data = path.read_bytes()
         spec = next(yaml.safe_load_all(data), None)
-    except OSError as exc:
-        raise SubmitError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
-        raise SubmitError(f"{path} is not valid YAML: {first_line(exc)}") from exc
+        raise ValueError(f"{path} is not valid YAML: {first_line(exc)}") from exc
     if not isinstance(spec, dict) or "pipelineInfo" not in spec or "root" not in spec:
-        raise SubmitError(f"{path} is not a compiled KFP pipeline (no pipelineInfo/root); "
-                          "write one with `boston-pipeline compile`")
+        raise ValueError(f"{path} is not a compiled KFP pipeline (no pipelineInfo/root); "
+                         "write one with `boston-pipeline compile`")
     info = spec["pipelineInfo"]
-    declared = spec["root"].get("inputDefinitions", {}).get("parameters", {})
     parameters = {
-        name: ParameterSpec(name, str(d.get("parameterType", "STRING")), _default(d),
-                            str(d.get("description", "")), bool(d.get("isOptional", False)))
-        for name, d in declared.items()
+        name: ParameterSpec(name, str(d.get("parameterType", "STRING")), _default(d), str(d.get("description", "")),
+                            bool(d.get("isOptional", False)))
+        for name, d in spec["root"].get("inputDefinitions", {}).get("parameters", {}).items()
     }
-    return PipelinePackage(
-        path=path, name=str(info["name"]), display_name=str(info.get("displayName") or info["name"]),
-        description=str(info.get("description", "")), parameters=parameters,
-        sha256=hashlib.sha256(data).hexdigest(),
-    )
+    return PipelinePackage(path, str(info["name"]), str(info.get("displayName") or info["name"]),
+                           str(info.get("description", "")), parameters, hashlib.sha256(data).hexdigest())
 
 
 def _default(declared: Mapping[str, Any]) -> Any:
@@ -83,10 +77,8 @@ def _default(declared: Mapping[str, Any]) -> Any:
     return value
 
 
-_TYPE_WORDS = {
-    "NUMBER_DOUBLE": "a number", "NUMBER_INTEGER": "an integer", "STRING": "a string",
-    "BOOLEAN": "true or false", "LIST": "a JSON list", "STRUCT": "a JSON object",
-}
+_TYPES = {"NUMBER_DOUBLE": (float, "a number"), "NUMBER_INTEGER": (int, "an integer"), "STRING": (str, "a string"),
+          "BOOLEAN": (bool, "true or false"), "LIST": (list, "a JSON list"), "STRUCT": (dict, "a JSON object")}
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
 
@@ -103,8 +95,8 @@ def coerce_parameters(package: PipelinePackage, values: Mapping[str, Any]) -> di
         The arguments to send; parameters (and struct keys) left out take the pipeline's defaults.
 
     Raises:
-        ParameterError: An unknown name or struct key (the message lists the valid ones), a value of the wrong
-            type, or a required parameter without a value.
+        ValueError: An unknown name or struct key (the message lists the valid ones), a value of the wrong type,
+            or a required parameter without a value.
     """
     converted: dict[str, Any] = {}
     keyed: dict[str, dict[str, Any]] = {}  # struct keys given one by one: {"serving": {"min_replicas": "2"}}
@@ -112,8 +104,8 @@ def coerce_parameters(package: PipelinePackage, values: Mapping[str, Any]) -> di
         base, dotted, key = name.partition(".")
         spec = package.parameters.get(base)
         if spec is None or (dotted and spec.type != "STRUCT"):
-            raise ParameterError(f"unknown parameter {name!r}{_did_you_mean(base, package.parameters)}; the "
-                                 f"pipeline's parameters are: {', '.join(sorted(package.parameters))}")
+            raise ValueError(f"unknown parameter {name!r}{_did_you_mean(base, package.parameters)}; the "
+                             f"pipeline's parameters are: {', '.join(sorted(package.parameters))}")
         if dotted:
             keyed.setdefault(base, {})[key] = value
         else:
@@ -126,7 +118,7 @@ def coerce_parameters(package: PipelinePackage, values: Mapping[str, Any]) -> di
             converted[name] = {key: _coerce(_struct_key(name, key, keys), v) for key, v in value.items()}
     missing = [s.name for s in package.parameters.values() if not s.optional and s.name not in converted]
     if missing:
-        raise ParameterError(f"missing value for required parameter(s): {', '.join(missing)}")
+        raise ValueError(f"missing value for required parameter(s): {', '.join(missing)}")
     return converted
 
 
@@ -139,76 +131,41 @@ def struct_keys(spec: ParameterSpec) -> list[ParameterSpec]:
         return []
     specs = []
     for key, default in spec.default.items():
-        kind = _kind_of(default)
-        shown = int(default) if kind == "NUMBER_INTEGER" else default
-        specs.append(ParameterSpec(f"{spec.name}.{key}", kind, shown, optional=True))
+        kind = next((k for k, (t, _) in _TYPES.items() if type(default) is t), "")
+        if kind == "NUMBER_DOUBLE" and default.is_integer():
+            kind, default = "NUMBER_INTEGER", int(default)
+        specs.append(ParameterSpec(f"{spec.name}.{key}", kind, default, optional=True))
     return specs
 
 
 def _struct_key(name: str, key: str, keys: Mapping[str, ParameterSpec]) -> ParameterSpec:
     if key not in keys:
-        raise ParameterError(f"unknown key {key!r} of parameter {name!r}{_did_you_mean(key, keys)}; its keys are: "
-                             f"{', '.join(keys)}")
+        raise ValueError(f"unknown key {key!r} of parameter {name!r}{_did_you_mean(key, keys)}; its keys are: "
+                         f"{', '.join(keys)}")
     return keys[key]
 
 
-def _kind_of(value: Any) -> str:
-    if isinstance(value, bool):
-        return "BOOLEAN"
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
-        return "NUMBER_INTEGER"
-    kinds = {float: "NUMBER_DOUBLE", str: "STRING", list: "LIST", dict: "STRUCT"}
-    return kinds.get(type(value), "")
-
-
 def _did_you_mean(name: str, valid: Mapping[str, Any]) -> str:
-    import difflib
-
     close = difflib.get_close_matches(name, list(valid), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _coerce(spec: ParameterSpec, value: Any) -> Any:
-    def bad() -> ParameterError:
-        return ParameterError(f"parameter {spec.name!r} expects {_TYPE_WORDS.get(spec.type, spec.type)} "
-                              f"({spec.type}), got {value!r}")
-
-    kind = spec.type
-    if kind == "STRING":
-        if not isinstance(value, str):
-            raise bad()
-        return value
-    if kind == "NUMBER_INTEGER":
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise bad()
-        try:
-            return int(value)
-        except ValueError:
-            raise bad() from None
-    if kind == "NUMBER_DOUBLE":
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise bad()
-        try:
-            number = float(value)
-        except ValueError:
-            raise bad() from None
-        if not math.isfinite(number):  # JSON has no NaN/Infinity: the server would reject the run
-            raise bad()
-        return number
-    if kind == "BOOLEAN":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
-        raise bad()
-    if kind in ("LIST", "STRUCT"):
-        wanted = list if kind == "LIST" else dict
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                raise bad() from None
-        if not isinstance(value, wanted):
-            raise bad()
-        return value
-    return value  # a type this SDK version does not know: the server decides
+def _coerce(spec: ParameterSpec, given: Any) -> Any:
+    if spec.type not in _TYPES:
+        return given  # a type this SDK version does not know: the server decides
+    wanted, words = _TYPES[spec.type]
+    value = given
+    try:
+        if isinstance(given, str) and wanted is bool and given.strip().lower() in _TRUE | _FALSE:
+            value = given.strip().lower() in _TRUE
+        elif isinstance(given, str) and wanted in (int, list, dict):
+            value = int(given) if wanted is int else json.loads(given)
+        elif isinstance(given, str | int) and not isinstance(given, bool) and wanted is float:
+            value = float(given)
+    except ValueError:
+        pass  # left as given: refused below
+    # bool is an int to Python, not to the pipeline; JSON has no NaN or Infinity, so the server would refuse them.
+    if (not isinstance(value, wanted) or (wanted is not bool and isinstance(value, bool))
+            or (wanted is float and not math.isfinite(value))):
+        raise ValueError(f"parameter {spec.name!r} expects {words} ({spec.type}), got {given!r}")
+    return value

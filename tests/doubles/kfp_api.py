@@ -374,8 +374,12 @@ class KfpApiDouble:
         cron = (trigger.get("cron_schedule") or {}).get("cron")
         if not cron and not trigger.get("periodic_schedule"):
             raise ApiError(400, "Invalid input error: a recurring run needs a cron or periodic trigger")
-        if cron and len(cron.split()) != 6:
-            raise ApiError(400, f"Invalid input error: cron {cron!r} must have 6 fields")
+        if not 1 <= int(body.get("max_concurrency") or 0) <= 10:
+            raise ApiError(400, "Invalid input error: The max concurrency of the recurring run is out of range. "
+                                f"Support 1-10. Received {body.get('max_concurrency')}.")
+        if cron and len(cron.split()) != 6:  # the server parses it with robfig/cron; the double checks the fields
+            raise ApiError(400, "Invalid input error: Schedule cron is not a supported format"
+                                f"(https://godoc.org/github.com/robfig/cron). Error: expected 6 fields, got {cron!r}")
         recurring = {
             **copy.deepcopy(body), "recurring_run_id": str(uuid.uuid4()), "status": "ENABLED",
             "created_at": self._now(), "max_concurrency": str(body.get("max_concurrency", 1)),

@@ -2,7 +2,7 @@
 
 The kernel is this interpreter's ``python3`` kernelspec (the venv's), and it inherits this process's environment:
 ``BOSTON_STATE_DIR`` from the session's ``s3_server`` fixture (so the notebook uses that store, never the
-developer's), ``BOSTON_NOTEBOOK_PORT`` (a free port for its predictor) and no ``KFP_*`` variables.
+developer's), ``BOSTON_NOTEBOOK_PORT`` (a free port for its predictor) and no KFP variables.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "boston_housing_kubeflow.ipynb"
 TOTAL_TIMEOUT_S = 600
 CELL_TIMEOUT_S = 300
-KFP_VARIABLES = ("KFP_HOST", "KFP_NAMESPACE", "KFP_TOKEN", "KFP_TOKEN_FILE", "KFP_COOKIES",
-                 "KF_PIPELINES_ENDPOINT", "KF_PIPELINES_UI_ENDPOINT", "KF_PIPELINES_SA_TOKEN_PATH")
+KFP_VARIABLES = ("KF_PIPELINES_ENDPOINT", "KF_PIPELINES_UI_ENDPOINT", "KF_PIPELINES_SA_TOKEN_PATH", "KFP_NAMESPACE",
+                 "KFP_EXISTING_TOKEN", "KFP_COOKIES")
 # The cells that the cluster path needs: the imports, the compiled file, and section 4.
 CLUSTER_TAGS = {"setup", "compile", "cluster"}
 # Appended to the executed copy only: the notebook's own results, read back as JSON.
@@ -168,7 +168,7 @@ def test_the_notebook_explains_one_house_from_the_live_endpoint(executed):
 
 
 def test_without_kfp_host_the_cluster_section_explains_and_skips(executed):
-    assert "KFP_HOST is not set" in _text(_cell(executed["notebook"], "submit"))
+    assert "KF_PIPELINES_ENDPOINT is not set" in _text(_cell(executed["notebook"], "submit"))
     assert "no run to follow" in _text(_cell(executed["notebook"], "wait"))
 
 
@@ -180,14 +180,14 @@ def test_the_notebook_stops_the_predictor_it_started(executed, state):
 
 
 def test_the_cluster_section_submits_the_compiled_file_to_kfp(state, tmp_path, monkeypatch):
-    """Section 4 with KFP_HOST set, against the KFP REST API double: upload, run, follow to SUCCEEDED."""
+    """Section 4 with KF_PIPELINES_ENDPOINT set, against the KFP REST API double: upload, run, follow to SUCCEEDED."""
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     notebook.cells = [c for c in notebook.cells if CLUSTER_TAGS & set(c.metadata.get("tags", []))]
     for name in KFP_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     # Two frames: one poll of a running run (one 5 s wait), then the finished one.
     with KfpApiDouble(run_script=SUCCEEDING_RUN[-2:]) as kfp:
-        monkeypatch.setenv("KFP_HOST", kfp.url)
+        monkeypatch.setenv("KF_PIPELINES_ENDPOINT", kfp.url)
         _execute(notebook, tmp_path)
         run_page = f"{kfp.url}/#/runs/details/"
     (upload,) = kfp.calls("POST", f"{API}/pipelines/upload")
