@@ -8,7 +8,7 @@ PREDICTOR_IMAGE ?= ghcr.io/boston-housing-kfp/boston-housing-predictor:0.1.0
 YAML   ?= boston_housing_pipeline.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint compile predict down clean bench notebook image push wheelhouse base-image image-local image-component image-predictor
+.PHONY: help install run test test-fast lint compile predict down clean bench notebook image push wheelhouse base-image image-local image-component image-predictor
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,11 @@ test: $(STAMP) ## lint, check the import layers (setup.cfg [importlinter]), then
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP) ## the fast tier: pure code and KFP step functions, no servers, no TensorFlow training (< 90 s)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -m "not slow and not server and not container"
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .

@@ -56,3 +56,23 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Settings]:
 def store(s3_server: S3Settings) -> ObjectStore:
     """A client of the session's S3 server (stateless, so one serves every test)."""
     return ObjectStore(s3_server)
+
+
+# --- tiers ---------------------------------------------------------------------------
+
+# Fixtures that start a real server (the embedded store, a predictor, a cluster double) or train TensorFlow: a test
+# that uses one is not in the fast tier. `make test-fast` runs `-m "not slow and not server and not container"`.
+_SERVER_FIXTURES = frozenset({"s3_server", "store", "cluster", "target", "predictor", "server", "live", "stock",
+                              "component_env", "kfp_api", "port"})
+_TRAINING_FIXTURES = frozenset({"trained", "trained_model", "boston_model_dir"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks each test by what it needs, so the fast tier is exactly what is left (see setup.cfg's markers)."""
+    for item in items:
+        needs = set(getattr(item, "fixturenames", ()))
+        path = str(item.path)
+        if needs & _TRAINING_FIXTURES or "/e2e/" in path:
+            item.add_marker(pytest.mark.slow)
+        if needs & _SERVER_FIXTURES or any(part in path for part in ("/kserve/", "/notebooks/", "/e2e/")):
+            item.add_marker(pytest.mark.server)

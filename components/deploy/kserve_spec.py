@@ -49,11 +49,11 @@ def storage_uri_for(uri: str) -> str:
     ``s3://models/boston-v2/…``.
 
     Raises:
-        ValueError: Another scheme, no bucket or path, or empty / ``.`` / ``..`` path segments.
+        BadInput: Another scheme, no bucket or path, or empty / ``.`` / ``..`` path segments.
     """
     try:
         bucket, key = parse_s3_uri(uri.strip())
-    except ValueError:
+    except BadInput:
         raise BadInput(f"storage URI {uri!r} is not s3://bucket/path or minio://bucket/path") from None
     segments = key.rstrip("/").split("/")
     if any(seg in ("", ".", "..") for seg in segments):

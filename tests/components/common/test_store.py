@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from boston_model.errors import BadInput
 from boston_model.store import (
     KeyNotFound,
     ObjectStore,
@@ -289,7 +290,7 @@ def test_parse_s3_uri(uri: str, expected: tuple[str, str]) -> None:
 
 @pytest.mark.parametrize("uri", ["gs://bucket/key", "s3://bucket", "s3://bucket/", "s3:///key", "bucket/key", ""])
 def test_parse_s3_uri_rejects(uri: str) -> None:
-    with pytest.raises(ValueError, match="expected s3://bucket/key"):
+    with pytest.raises(BadInput, match="expected s3://bucket/key"):
         parse_s3_uri(uri)
 
 

@@ -9,6 +9,7 @@ import yaml
 from kserve.models import V1beta1InferenceService, V1beta1ModelSpec
 
 from boston_model import errors
+from boston_model.errors import BadInput
 from components.deploy import kserve_spec, kserve_status
 from pipeline import config
 
@@ -59,7 +60,7 @@ def test_storage_uri_never_matches_a_neighbour_prefix(given):
     "s3://bucket/a//b", "s3://bucket/a/../b", "s3://bucket/./a", "",
 ])
 def test_storage_uri_rejects_what_kserve_could_misread(given):
-    with pytest.raises(ValueError, match="storage URI"):
+    with pytest.raises(BadInput, match="storage URI"):
         kserve_spec.storage_uri_for(given)
 
 
@@ -141,14 +142,14 @@ def test_the_storage_uri_is_normalised_by_the_builder():
     ({"canary_traffic_percent": 101}, "tensorflow", "canary"),
 ])
 def test_builder_rejects_bad_options_in_one_line(overrides, runtime, message):
-    with pytest.raises(ValueError, match=message) as info:
+    with pytest.raises(BadInput, match=message) as info:
         _build(runtime, **overrides)
     assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("name", ["Boston", "1boston", "boston_housing", "boston-", "b" * 64, ""])
 def test_builder_rejects_names_kubernetes_would_reject(name):
-    with pytest.raises(ValueError, match="DNS label"):
+    with pytest.raises(BadInput, match="DNS label"):
         kserve_spec.build_inference_service(name, NS, URI, "tensorflow", service_account="", resources=RESOURCES,
                                    min_replicas=1, max_replicas=1, runtime_version="2.21.0")
 

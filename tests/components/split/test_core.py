@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.model_selection import train_test_split
 
+from boston_model.errors import BadInput
 from components.split.core import split_frame
 
 
@@ -34,5 +35,5 @@ def test_sides_are_disjoint_and_complete(boston):
 
 @pytest.mark.parametrize("test_size", [0.0, 1.0, -0.1, 1.5])
 def test_out_of_range_test_size_is_refused(boston, test_size):
-    with pytest.raises(ValueError, match="test_size"):
+    with pytest.raises(BadInput, match="test_size"):
         split_frame(boston, test_size=test_size)

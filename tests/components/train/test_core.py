@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from boston_model.card import CARD_FILE, load_linear_model
+from boston_model.errors import BadInput
 from components.evaluate.core import regression_metrics
 from components.train.core import TrainParams, curves_report, train_model
 from pipeline import config
@@ -72,7 +73,7 @@ def test_training_on_fewer_features_follows_the_data(tmp_path, seed_split):
                TrainParams(validation_split=1.0), TrainParams(patience=-1)],
 )
 def test_bad_parameters_are_refused_before_training(tmp_path, seed_split, params):
-    with pytest.raises(ValueError):
+    with pytest.raises(BadInput):
         train_model(seed_split[0], tmp_path, params)
     assert not any(tmp_path.iterdir())
 
