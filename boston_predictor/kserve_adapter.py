@@ -115,6 +115,7 @@ class PredictorServer(kserve_model_server.ModelServer):
         self.log_requests = log_requests
         self.takeover = takeover
         self._offer: Offer | None = None
+        self._public: asyncio.AbstractServer | None = None
 
     def start(self, models: list[Model]) -> None:
         """Serves until SIGTERM/SIGINT; in-flight requests finish (uvicorn's graceful shutdown) before it returns."""
@@ -151,7 +152,21 @@ class PredictorServer(kserve_model_server.ModelServer):
         if self.takeover is not None:
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(self.take_over()))
+            loop.add_signal_handler(signal.SIGUSR2, self.hand_off)
         await self._serve()
+
+    def hand_off(self) -> None:
+        """Stops accepting on the public socket (SIGUSR2), before a release stops this server.
+
+        Connections this server accepted are answered; new ones wait in the shared accept queue for the server that
+        took over. A connection accepted in the instant before SIGTERM would otherwise be closed by uvicorn's
+        shutdown before its request was read.
+        """
+        if self._public is not None:
+            self._public.close()
+        if self._offer is not None:
+            self._offer.close()
+        log.info("stopped accepting on the public listener (handed off)")
 
     async def take_over(self) -> None:
         """Accepts on the public socket offered at ``takeover`` too, then offers it there (SIGUSR1; idempotent)."""
@@ -173,8 +188,8 @@ class PredictorServer(kserve_model_server.ModelServer):
             return config.http_protocol_class(config=config, server_state=server.server_state,
                                               app_state=server.lifespan.state)
 
-        server.servers.append(await asyncio.get_running_loop().create_server(protocol, sock=listener,
-                                                                             backlog=config.backlog))
+        self._public = await asyncio.get_running_loop().create_server(protocol, sock=listener, backlog=config.backlog)
+        server.servers.append(self._public)
         self._offer_listener = listener
         self._offer = Offer(listener, self.takeover, identity)
         log.info("took over the public listener %s from %s", listener.getsockname()[:2], offered_by)

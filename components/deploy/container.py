@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,6 +257,13 @@ class ContainerTarget:
         _remove(self.client, [candidate.handle[0]], [candidate.handle[1]])
 
     def retire(self, previous: list[Any]) -> None:
+        from components.deploy.process import HAND_OFF_S
+
+        for container in previous:
+            with contextlib.suppress(Exception):  # noqa: BLE001 - a container gone already needs no hand-off
+                container.kill(signal="SIGUSR2")  # stop accepting first; what it accepted is answered
+        if previous:
+            time.sleep(HAND_OFF_S)
         volumes = [m["Name"] for c in previous for m in c.attrs.get("Mounts", []) if m.get("Type") == "volume"]
         _remove(self.client, previous, volumes)
         for container in previous:

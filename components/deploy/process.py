@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ ENV_STATE_DIR = "BOSTON_STATE_DIR"  # the local runner names its state folder he
 READY_TIMEOUT_S = 60.0
 SWITCH_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 15.0
+HAND_OFF_S = 1.0  # between "stop accepting" and SIGTERM: requests on connections it just accepted get read
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,8 @@ class ProcessTarget:
 
     def retire(self, previous: ServedModel | None) -> None:
         if previous is not None and is_running(previous.pid):
+            os.kill(previous.pid, signal.SIGUSR2)  # stop accepting first; what it accepted is answered
+            time.sleep(HAND_OFF_S)
             terminate_group(previous.pid, STOP_TIMEOUT_S)
             self.log(f"stopped the predictor that served {previous.uri}")
 

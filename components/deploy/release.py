@@ -244,8 +244,12 @@ def release(
             raise ReleaseFailed(moved)
         if before and before.get("version") == location.version:
             raise BadInput(f"{location.version} is already the champion; nothing changed")
-        keeps = f"champion {before['version']} keeps serving" if before else "the champion record is unchanged"
-        candidate = target.start(stored)
+        keeps = (f"champion {before['version']} keeps serving and stays champion" if before
+                 else "the champion record is unchanged")
+        try:
+            candidate = target.start(stored)  # a target cleans up its own failed start
+        except OneLineError as exc:
+            raise type(exc)(f"{exc}; {keeps}") from None  # the same kind of error (e.g. ClusterRefused)
         with _undo(lambda: target.stop(candidate), f"; {keeps}"):
             diff = smoke_test(candidate.url, location.name, smoke)
         log(f"smoke test passed on {candidate.url} (max |diff| {diff:.2g} over {len(smoke.rows)} rows, against "

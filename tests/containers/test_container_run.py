@@ -14,9 +14,12 @@ import pytest
 import requests
 import yaml
 
+from boston_model.errors import ReleaseFailed
 from boston_model.store import ObjectStore
 from boston_model.versions import MANIFEST, fetch_version, parse_s3_uri, read_champion
 from components.deploy import container as ct
+from components.deploy import release
+from components.deploy.serving import ServingSettings
 from pipeline import config
 from pipeline.docker_run import ContainerRunError, require_images
 from tests.containers.helpers import ContainerWatch, cli
@@ -100,16 +103,18 @@ def test_the_predictor_runs_the_builder_shape_as_non_root(first_run, docker_clie
     champion = read_champion(ObjectStore(store_settings), config.BUCKET, config.MODEL_NAME)
     shape = ct.custom_container(config.MODEL_NAME, champion["uri"])
     assert attrs["Config"]["Image"] == images["predictor"]
-    assert attrs["Config"]["Cmd"] == list(shape.args)
+    assert attrs["Config"]["Cmd"] == [*shape.args, "--takeover", f"{ct.HANDOVER_MOUNT}/listener.sock"]
     assert attrs["Config"]["Entrypoint"] == ["boston-predictor"]
     env = dict(item.split("=", 1) for item in attrs["Config"]["Env"])
     assert {k: env.get(k) for k in shape.env} == dict(shape.env)
     assert not [k for k in env if k.startswith(("AWS_", "MINIO_", "S3_"))], "the predictor holds S3 settings"
     assert attrs["HostConfig"]["NetworkMode"] != "host"
-    assert attrs["HostConfig"]["PortBindings"] == {f"{shape.port}/tcp": [{"HostIp": "127.0.0.1",
-                                                                           "HostPort": str(port)}]}
+    # Published on loopback only, on the trial port the release smoke-tested; the public port is the socket it took
+    # over through the handover folder (the only other mount).
+    [binding] = attrs["HostConfig"]["PortBindings"][f"{shape.port}/tcp"]
+    assert binding["HostIp"] == "127.0.0.1" and binding["HostPort"] != str(port)
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
-    assert mounts[shape.model_mount]["RW"] is False
+    assert mounts[shape.model_mount]["RW"] is False and set(mounts) == {shape.model_mount, ct.HANDOVER_MOUNT}
     code, out = container.exec_run(["id", "-u"])
     assert code == 0 and out.decode().strip() not in ("", "0")
 
@@ -174,16 +179,19 @@ def test_a_failed_start_keeps_the_champion_serving_and_says_why(first_run, docke
     store = ObjectStore(store_settings)
     before = read_champion(store, config.BUCKET, config.MODEL_NAME)
     newest = max((container_state / "pipeline_root").glob("*/train-model/model"), key=lambda p: p.stat().st_mtime)
-    options = ct.ContainerOptions(broken, images["component"], port, str(container_state))
-    try:
-        with pytest.raises(ct.ReleaseFailed) as raised:
-            ct.deploy_container(store, newest, _evaluate_predictions(container_state), before["feature_names"],
-                                {}, config.BUCKET, config.MODEL_NAME, options, Path(os.devnull),
+    target = ct.ContainerTarget(store, config.MODEL_NAME, port, broken, images["component"], str(container_state),
                                 client=docker_client, log=lambda _: None)
+    settings = ServingSettings(target="container", local_port=port, predictor_image=broken)
+    smoke = release.Smoke.from_predictions(_evaluate_predictions(container_state), before["feature_names"])
+    try:
+        with pytest.raises(ReleaseFailed) as raised:
+            release.deploy(store, config.BUCKET, config.MODEL_NAME, newest, {}, target, settings, smoke,
+                           log=lambda _: None)
     finally:
         docker_client.images.remove(broken, force=True)
     message = str(raised.value)
-    assert "model folder unreadable (simulated)" in message and "champion is unchanged" in message
+    assert "model folder unreadable (simulated)" in message and f"champion {before['version']} keeps serving" \
+        in message
     assert "\n" not in message
     assert read_champion(store, config.BUCKET, config.MODEL_NAME)["version"] == before["version"]
     served = ct.find_served(docker_client, str(container_state), port)
