@@ -23,6 +23,7 @@ from components.deploy.serving import ServingSettings
 from pipeline import config
 from pipeline.docker_run import ContainerRunError, require_images
 from tests.containers.helpers import ContainerWatch, cli
+from tests.load import SteadyLoad
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
@@ -207,10 +208,14 @@ def test_a_second_run_replaces_the_container(first_run, docker_client, cli_env, 
     store = ObjectStore(store_settings)
     before = read_champion(store, config.BUCKET, config.MODEL_NAME)
     old = _predictor(docker_client, container_state, port)
-    with ContainerWatch(docker_client):
+    url = f"http://127.0.0.1:{port}/v1/models/{config.MODEL_NAME}:predict"
+    rows = _evaluate_predictions(container_state)[before["feature_names"]].to_numpy(dtype=np.float64)[:1]
+    with ContainerWatch(docker_client), SteadyLoad(url, rows, limit_s=600) as load:
         result = cli("run", "--runner", "docker", "--port", str(port), "--cache", "--image", images["component"],
                      "--predictor-image", images["predictor"], env=cli_env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    # The release handed the public socket from the old container to the new one: no request failed meanwhile.
+    assert load.failures == [] and len(load.answers) > 20
     after = read_champion(store, config.BUCKET, config.MODEL_NAME)
     assert after["version"] != before["version"] and after["previous"] == before["version"]
     new = _predictor(docker_client, container_state, port)

@@ -7,8 +7,6 @@ a release drops no request: the new predictor takes the public socket over befor
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import requests
 
 from boston_model.errors import BadInput, ReleaseFailed
 from boston_model.store import ObjectStore, S3Settings
@@ -30,6 +27,7 @@ from components.deploy.serving import ServingSettings
 from pipeline import config
 from pipeline.runner import store_environment
 from tests.components.deploy.test_kserve_deploy import Model, make_model
+from tests.load import SteadyLoad
 
 MODEL = config.MODEL_NAME
 FEATURES = list(config.FEATURES)
@@ -110,38 +108,6 @@ def test_a_failed_first_deploy_leaves_nothing_served_and_no_champion(target, mod
         target.deploy(a, predictions=_wrong(a))
     assert target.champion() is None
     assert read_served(target.state, target.port) is None
-
-
-class SteadyLoad:
-    """One client sending a V1 request every 20 ms on a new connection each time (bounded: at most ``limit_s``)."""
-
-    def __init__(self, url: str, rows: np.ndarray, limit_s: float = 120.0) -> None:
-        self.url, self.body, self.limit_s = url, {"instances": rows.tolist()}, limit_s
-        self.answers: list[float] = []
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self.limit_s
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            try:
-                response = requests.post(self.url, json=self.body, timeout=10)
-                if response.status_code == 200:
-                    self.answers.append(response.json()["predictions"][0][0])
-                else:
-                    self.failures.append(f"HTTP {response.status_code}")
-            except requests.RequestException as exc:
-                self.failures.append(type(exc).__name__)
-            self._stop.wait(0.02)
-
-    def __enter__(self) -> SteadyLoad:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)
 
 
 def test_releases_under_steady_load_drop_no_request(target, models):
