@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from boston_model import card as model_format
+from boston_model import drift
 from components import config
 from components.common import report
 
@@ -184,14 +185,18 @@ def training_card(
     ``feature_means`` are the float64 means of the training rows: what the Normalization layer adapted to (in
     float32), and the reference of every explanation; ``baseline`` is the model's prediction there.
     ``train_fingerprints`` let evaluate score a champion only on rows it never trained on.
+    ``training_distribution`` (bin edges and shares per feature, :mod:`boston_model.drift`) is the reference of
+    every drift measure: live inputs on the predictor, and the next candidate's training rows in the gate.
     """
     linear = model_format.linear_model_from_card(card)
-    means = train[feature_names].to_numpy(dtype=np.float64).mean(axis=0)
+    features = train[feature_names].to_numpy(dtype=np.float64)
+    means = features.mean(axis=0)
     rows = train[[*feature_names, target]].to_numpy(dtype=np.float64)
     return {
         "feature_means": means.tolist(),
         "baseline": float(linear.predict(means.reshape(1, -1))[0]),
         "train_fingerprints": sorted(set(model_format.row_fingerprints(rows))),
+        drift.DISTRIBUTION_KEY: drift.training_distribution(features, feature_names),
         "training": asdict(params),
         "data_sha256": data_sha256,
     }
