@@ -114,3 +114,10 @@ def test_an_old_card_without_the_distribution_still_loads(trained, tmp_path):
     assert model.n_features == 13
     with pytest.raises(NoReference):
         card_bins(card)
+
+
+def test_train_proves_the_savedmodel_on_disk_equal_to_the_folded_map(trained):
+    card = json.loads((trained[0] / CARD_FILE).read_text())
+    check = card["savedmodel_check"]
+    assert check["rows"] == 404 + 10  # the training rows and the probe rows
+    assert 0 <= check["max_abs_diff"] <= check["atol"] == 1e-4
