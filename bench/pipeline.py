@@ -89,6 +89,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1, help="measurements per row (the median is shown)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # The machine may be shared: the load average says how much the wall times below can be trusted.
+    load_at_start = ", ".join(f"{a:.1f}" for a in os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="boston-bench-") as tmp:
         state = Path(tmp)
         env = {**os.environ, "BOSTON_STATE_DIR": str(state)}
@@ -127,8 +129,9 @@ def main() -> int:
              statistics.median(docker_cold)),
             ("`--runner docker` again, cache on, unchanged inputs", statistics.median(docker_cached)),
         ]
+    load = ", ".join(f"{a:.1f}" for a in os.getloadavg())
     print(f"\nLocal pipeline wall time ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
-          f"median of {args.repeat})\n")
+          f"median of {args.repeat}; load average at the start {load_at_start}, at the end {load})\n")
     print("| run | wall time | × one process |")
     print("|---|---:|---:|")
     for label, seconds in rows:
