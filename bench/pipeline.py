@@ -28,9 +28,10 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 def one_process(state: Path, port: int) -> float:
     """load -> split -> train -> evaluate -> store + serve + smoke test, in this process (no KFP)."""
-    from components.deploy.core import deploy_local
-
     from boston_model.store import ObjectStore
+    from components.deploy import release
+    from components.deploy.process import ProcessTarget
+    from components.deploy.serving import ServingSettings
     from components.evaluate.core import evaluate_model_dir, flat_metrics
     from components.load.core import load_table
     from components.split.core import split_frame
@@ -45,9 +46,11 @@ def one_process(state: Path, port: int) -> float:
     with tempfile.TemporaryDirectory() as model_dir, store_environment(settings):
         result = train_model(train, Path(model_dir), log=lambda _: None)
         evaluation = evaluate_model_dir(Path(model_dir), train, test)
-        deploy_local(store, Path(model_dir), evaluation.predictions, result.card["feature_names"],
-                     flat_metrics(evaluation), state, "bench-reference", "boston-housing", "127.0.0.1", port,
-                     log=lambda _: None)
+        target = ProcessTarget(state, store, "boston-housing", "127.0.0.1", port, log=lambda _: None)
+        smoke = release.Smoke.from_predictions(evaluation.predictions, result.card["feature_names"])
+        release.deploy(store, "bench-reference", "boston-housing", Path(model_dir), flat_metrics(evaluation), target,
+                       ServingSettings(target="process", local_port=port), smoke, lock_dir=state,
+                       log=lambda _: None)
     return time.perf_counter() - started
 
 
@@ -90,6 +93,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1, help="measurements per row (the median is shown)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # The machine may be shared: the load average says how much the wall times below can be trusted.
+    load_at_start = ", ".join(f"{a:.1f}" for a in os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="boston-bench-") as tmp:
         state = Path(tmp)
         env = {**os.environ, "BOSTON_STATE_DIR": str(state)}
@@ -128,8 +133,9 @@ def main() -> int:
              statistics.median(docker_cold)),
             ("`--runner docker` again, cache on, unchanged inputs", statistics.median(docker_cached)),
         ]
+    load = ", ".join(f"{a:.1f}" for a in os.getloadavg())
     print(f"\nLocal pipeline wall time ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
-          f"median of {args.repeat})\n")
+          f"median of {args.repeat}; load average at the start {load_at_start}, at the end {load})\n")
     print("| run | wall time | × one process |")
     print("|---|---:|---:|")
     for label, seconds in rows:

@@ -35,6 +35,9 @@ PATIENCE = 20
 # gate
 MAX_RMSE = 6.0
 CHAMPION_TOLERANCE = 0.05  # the new RMSE may exceed the champion's by at most 5 %
+# largest population stability index of any feature between the candidate's and the champion's training rows;
+# 0 = off (the drift is reported, not checked). 0.25 is the usual "drift" band.
+MAX_TRAINING_DRIFT = 0.0
 
 # local serving
 LOCAL_HOST = "127.0.0.1"

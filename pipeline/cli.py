@@ -37,6 +37,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     gate.add_argument("--max-rmse", type=float, default=config.MAX_RMSE, help="largest acceptable test RMSE")
     gate.add_argument("--champion-tolerance", type=float, default=config.CHAMPION_TOLERANCE,
                       help="how much worse than the serving champion's RMSE is acceptable (0.05 = 5%%)")
+    gate.add_argument("--max-training-drift", type=float, default=config.MAX_TRAINING_DRIFT,
+                      help="fail the gate when a feature's drift index against the champion's training rows "
+                           "exceeds this (0.25 = the usual drift band; 0 = report only)")
     serve = parser.add_argument_group("serving")
     serve.add_argument("--model-name", default=config.MODEL_NAME, help="served model name and S3 prefix")
     serve.add_argument("--bucket", default=config.BUCKET, help="S3 bucket for model versions")
@@ -106,7 +109,8 @@ def _run_arguments(args: argparse.Namespace) -> dict[str, Any]:
         "source": args.source, "drop_columns": args.drop_columns, "test_size": args.test_size, "seed": args.seed,
         "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
         "validation_split": args.validation_split, "patience": args.patience, "max_rmse": args.max_rmse,
-        "champion_tolerance": args.champion_tolerance, "model_name": args.model_name, "bucket": args.bucket,
+        "champion_tolerance": args.champion_tolerance, "max_training_drift": args.max_training_drift,
+        "model_name": args.model_name, "bucket": args.bucket,
         "serving": {"local_port": args.port,
                     **({"predictor_image": args.predictor_image} if args.predictor_image else {})},
     }  # run_local sets the serving target "local" and s3_endpoint="" (the store comes through the environment)

@@ -25,6 +25,7 @@ from components.config import (  # noqa: F401 - re-exported: one name space for 
     LOCAL_PORT,
     MAX_REPLICAS,
     MAX_RMSE,
+    MAX_TRAINING_DRIFT,
     MEMORY_LIMIT,
     MEMORY_REQUEST,
     MIN_REPLICAS,

@@ -50,6 +50,7 @@ def boston_housing_pipeline(
     patience: int = config.PATIENCE,
     max_rmse: float = config.MAX_RMSE,
     champion_tolerance: float = config.CHAMPION_TOLERANCE,
+    max_training_drift: float = config.MAX_TRAINING_DRIFT,
     model_name: str = config.MODEL_NAME,
     bucket: str = config.BUCKET,
     s3_endpoint: str = config.CLUSTER_S3_ENDPOINT,
@@ -71,6 +72,8 @@ def boston_housing_pipeline(
         patience: Early-stopping patience, in epochs.
         max_rmse: Largest acceptable test RMSE; above it nothing is deployed.
         champion_tolerance: How much worse than the serving champion's RMSE is acceptable (0.05 = 5 %).
+        max_training_drift: Fail the gate when a feature's population stability index between these training rows
+            and the champion's exceeds this (0.25 = the usual "drift" band); 0 = report only.
         model_name: Model name: S3 prefix, InferenceService name and served model name.
         bucket: Bucket of the model store (versions go under <bucket>/<model_name>/<version>/).
         s3_endpoint: S3 endpoint host:port of the model store; empty = MINIO_ENDPOINT from the environment.
@@ -91,7 +94,8 @@ def boston_housing_pipeline(
     train.set_memory_request(config.TRAIN_MEMORY_REQUEST).set_memory_limit(config.TRAIN_MEMORY_LIMIT)
     evaluate = evaluate_model(
         model=train.outputs["model"], train=split.outputs["train"], test=split.outputs["test"],
-        max_rmse=max_rmse, champion_tolerance=champion_tolerance, model_name=model_name, bucket=bucket,
+        max_rmse=max_rmse, champion_tolerance=champion_tolerance, max_training_drift=max_training_drift,
+        model_name=model_name, bucket=bucket,
         s3_endpoint=s3_endpoint,
     )
     evaluate.set_display_name("Evaluate and gate")

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from boston_model.card import (
+    CARD_FILE,
     EQUALITY_ATOL,
     LinearModel,
     explain_rows,
@@ -19,9 +20,16 @@ from boston_model.card import (
     linear_model_from_card,
     read_card,
 )
+from boston_model.drift import DRIFT, DRIFT_ABOVE, MODERATE, STABLE, STABLE_BELOW, TOO_FEW_ROWS
 from components import config
 from components.common import report
-from components.evaluate.champion import ChampionComparison, ChampionState, ChampionUnavailable
+from components.evaluate.champion import (
+    ChampionComparison,
+    ChampionState,
+    ChampionUnavailable,
+    TrainingDrift,
+    TrainingDriftState,
+)
 
 
 def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -75,6 +83,8 @@ def decide_gate(
     champion_rmse: float | None = None,
     champion_tolerance: float = config.CHAMPION_TOLERANCE,
     champion: ChampionState = None,
+    training_drift: TrainingDriftState = None,
+    max_training_drift: float = config.MAX_TRAINING_DRIFT,
 ) -> GateDecision:
     """Checks the candidate against an absolute bound, the mean baseline and the current champion.
 
@@ -88,6 +98,9 @@ def decide_gate(
         champion_tolerance: How much worse than the champion is acceptable, relative (0.05 = 5 %).
         champion: The champion re-scored on the candidate's test rows (decides the champion check), or why it
             could not be (the gate then keeps the absolute checks and says so).
+        training_drift: The candidate's training rows against the champion's training distribution.
+        max_training_drift: Largest acceptable population stability index of any feature between the two training
+            sets; 0 (the default) checks nothing: the drift is only reported.
     """
     rmse = metrics["rmse"]
     decision = GateDecision()
@@ -96,10 +109,11 @@ def decide_gate(
     beats = rmse < mean_rmse
     decision.checks.append(("beats_mean", beats, f"RMSE {rmse:.3f} {'<' if beats else '>='} mean-baseline RMSE "
                                                  f"{mean_rmse:.3f}"))
+    if max_training_drift > 0:
+        _check_training_drift(decision, training_drift, max_training_drift)
     if isinstance(champion, ChampionUnavailable):
         decision.notes.append(f"{champion.reason}: no champion check, the absolute checks decide")
-        return decision
-    if isinstance(champion, ChampionComparison):
+    elif isinstance(champion, ChampionComparison):
         decision.checks.append(_vs_champion(
             champion.candidate["rmse"], champion.champion["rmse"], champion_tolerance,
             f"on the {champion.rows} test rows champion {champion.version} never trained on: ",
@@ -107,6 +121,26 @@ def decide_gate(
     elif champion_rmse is not None:
         decision.checks.append(_vs_champion(rmse, champion_rmse, champion_tolerance))
     return decision
+
+
+def _check_training_drift(decision: GateDecision, state: TrainingDriftState, threshold: float) -> None:
+    """Adds the training-set drift check, or a note saying why it cannot be made (nothing for a first model)."""
+    if isinstance(state, ChampionUnavailable):
+        decision.notes.append(f"{state.reason}: no training-drift check")
+    elif isinstance(state, TrainingDrift):
+        report = state.report
+        if report.verdict == TOO_FEW_ROWS:
+            decision.notes.append(f"only {report.rows} training rows: too few for a training-drift check")
+            return
+        over = report.drifted(threshold)
+        if over:
+            named = ", ".join(f"{name} ({report.psi[name]:.2f})" for name in over)
+            detail = f"training-set drift against champion {state.version} above {threshold:.2f} in {named}"
+        else:
+            name = max(report.psi, key=report.psi.__getitem__)
+            detail = (f"training-set drift against champion {state.version}: largest index {report.psi[name]:.3f} "
+                      f"({name}) <= {threshold:.2f}")
+        decision.checks.append(("training_drift", not over, detail))
 
 
 def _vs_champion(rmse: float, champion_rmse: float, tolerance: float, rows: str = "") -> tuple[str, bool, str]:
@@ -151,23 +185,33 @@ def evaluate_model(
     return Evaluation(regression_metrics(test_y, predicted), baselines, frame, None)
 
 
-def savedmodel_max_abs_diff(model_dir: Path, model: LinearModel, rows: np.ndarray) -> float:
-    """Runs the exported SavedModel itself on ``rows`` and returns its largest gap to the folded model."""
-    import tensorflow as tf
+def savedmodel_check(card: dict[str, Any]) -> float | None:
+    """The largest gap between the SavedModel and the folded map that train measured from disk (None: not recorded).
 
-    serve = tf.saved_model.load(str(Path(model_dir) / "1")).signatures["serving_default"]
-    out = serve(tf.constant(np.asarray(rows, dtype=np.float32)))
-    saved = np.asarray(next(iter(out.values()))).reshape(-1).astype(np.float64)
-    return float(np.max(np.abs(saved - model.predict(rows))))
-
-
-def evaluate_model_dir(
-    model_dir: Path, train: pd.DataFrame, test: pd.DataFrame, check_savedmodel: bool = True
-) -> Evaluation:
-    """Loads the model folder the way the server does, evaluates it, and proves it equal to the SavedModel.
+    Train runs the exported SavedModel on the training rows and records the gap in the card, so evaluate proves the
+    served prediction path equal to the SavedModel without importing TensorFlow (the card's probe rows are
+    re-checked on every load as well).
 
     Raises:
-        ValueError: the SavedModel and the served prediction path disagree on the test rows.
+        ValueError: The recorded gap is above ``EQUALITY_ATOL`` or malformed.
+    """
+    check = card.get("savedmodel_check")
+    if check is None:
+        return None
+    try:
+        diff, rows = float(check["max_abs_diff"]), int(check["rows"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{CARD_FILE}: savedmodel_check is malformed") from None
+    if not diff <= EQUALITY_ATOL:
+        raise ValueError(f"served prediction path differs from the SavedModel by {diff:.3g} on {rows} rows")
+    return diff
+
+
+def evaluate_model_dir(model_dir: Path, train: pd.DataFrame, test: pd.DataFrame) -> Evaluation:
+    """Loads the model folder the way the server does, evaluates it, and reads train's proof of SavedModel equality.
+
+    Raises:
+        ValueError: train recorded that the SavedModel and the served prediction path disagree.
     """
     card = read_card(Path(model_dir))
     model = linear_model_from_card(card)
@@ -177,17 +221,17 @@ def evaluate_model_dir(
                                  feature_means_from_card(card, model))
         magnitude = np.mean(np.abs(explained.contributions), axis=0)
         evaluation.importance = dict(zip(model.feature_names, (float(v) for v in magnitude), strict=True))
-    if check_savedmodel:
-        rows = test[list(model.feature_names)].to_numpy(dtype=np.float64)
-        diff = savedmodel_max_abs_diff(Path(model_dir), model, rows)
-        if not diff <= EQUALITY_ATOL:
-            raise ValueError(f"served prediction path differs from the SavedModel by {diff:.3g} on the test rows")
-        evaluation.savedmodel_max_abs_diff = diff
+    evaluation.savedmodel_max_abs_diff = savedmodel_check(card)
     return evaluation
 
 
 def evaluation_report(
-    evaluation: Evaluation, decision: GateDecision, target: str = config.TARGET, champion: ChampionState = None
+    evaluation: Evaluation,
+    decision: GateDecision,
+    target: str = config.TARGET,
+    champion: ChampionState = None,
+    training_drift: TrainingDriftState = None,
+    max_training_drift: float = config.MAX_TRAINING_DRIFT,
 ) -> str:
     """A self-contained HTML page: metrics beside baselines, the gate, predicted-vs-actual and residual plots."""
     import matplotlib
@@ -222,6 +266,7 @@ def evaluation_report(
         f"{verdict}</b>.</p>",
         report.table(["predictor", "MSE", "RMSE", "MAE", "R²"], metrics_rows(flat_metrics(evaluation))),
         "<h2>Gate</h2>", checks, notes, champion_section(champion),
+        training_drift_section(training_drift, max_training_drift),
         report.figure_to_img(fig, "predicted vs actual and residuals"),
         importance_section(evaluation.importance),
     )
@@ -250,6 +295,48 @@ def champion_section(state: ChampionState) -> str:
     )
 
 
+def training_drift_rows(state: TrainingDriftState) -> list[tuple[str, float, str]]:
+    """``(feature, index, band)`` per feature, highest index first (empty without a comparison)."""
+    if not isinstance(state, TrainingDrift):
+        return []
+    report = state.report
+    return [(name, report.psi[name], report.bands[name])
+            for name in sorted(report.psi, key=report.psi.__getitem__, reverse=True)]
+
+
+def training_drift_section(state: TrainingDriftState, threshold: float = config.MAX_TRAINING_DRIFT) -> str:
+    """The candidate's training rows against the champion's: a bar per feature with the bands, and a table."""
+    if state is None:
+        return ""
+    if isinstance(state, ChampionUnavailable):
+        return f"<h2>Training-set drift</h2><p>{html.escape(state.reason)}.</p>"
+    import matplotlib.pyplot as plt
+
+    rows = training_drift_rows(state)
+    ranked = list(reversed(rows))
+    colours = {STABLE: "#4878a8", MODERATE: "#e0a030", DRIFT: "#c04040"}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.barh([name for name, _, _ in ranked], [value for _, value, _ in ranked],
+            color=[colours.get(b, "#888888") for _, _, b in ranked])
+    ax.axvline(STABLE_BELOW, color="grey", linestyle=":", label=f"moderate from {STABLE_BELOW}")
+    ax.axvline(DRIFT_ABOVE, color="grey", linestyle="--", label=f"drift above {DRIFT_ABOVE}")
+    if threshold > 0:
+        ax.axvline(threshold, color="#c04040", label=f"gate threshold {threshold}")
+    ax.set_xlabel("population stability index against the champion's training rows")
+    ax.set_title(f"Training-set drift: candidate vs champion {state.version}")
+    ax.legend(loc="lower right")
+    gate = (f"The gate fails above {threshold}." if threshold > 0
+            else "Reported only: the run sets no threshold (max_training_drift = 0).")
+    return (
+        f"<h2>Training-set drift against champion {html.escape(state.version)}</h2><p>The candidate's "
+        f"{state.report.rows} training rows counted into the bins of champion {html.escape(state.version)}'s "
+        f"{state.champion_rows} training rows (its card), one index per feature: below {STABLE_BELOW} stable, up to "
+        f"{DRIFT_ABOVE} moderate, above it drift. Overall: <b>{html.escape(state.report.verdict)}</b>. {gate}</p>"
+        + report.figure_to_img(fig, "population stability index per feature")
+        + report.table(["feature", "index", "band"], rows)
+    )
+
+
 def importance_section(importance: dict[str, float] | None) -> str:
     """Global view: mean |contribution| per feature on the test rows, as a bar chart and a table."""
     if not importance:
@@ -269,7 +356,12 @@ def importance_section(importance: dict[str, float] | None) -> str:
     )
 
 
-def gate_markdown(evaluation: Evaluation, decision: GateDecision, champion: ChampionState = None) -> str:
+def gate_markdown(
+    evaluation: Evaluation,
+    decision: GateDecision,
+    champion: ChampionState = None,
+    training_drift: TrainingDriftState = None,
+) -> str:
     """The gate decision as Markdown, for the Kubeflow UI's Markdown visualisation."""
     lines = [f"# Deployment gate: {'PASSED' if decision.passed else 'FAILED'}", "",
              "| check | result | detail |", "|---|---|---|"]
@@ -280,6 +372,13 @@ def gate_markdown(evaluation: Evaluation, decision: GateDecision, champion: Cham
                   "", "| model | rows | RMSE | MAE | R² |", "|---|---:|---:|---:|---:|"]
         lines += [f"| {label} | {rows} | {rmse:.3f} | {mae:.3f} | {r2:.3f} |"
                   for label, rows, rmse, mae, r2 in champion_rows(champion)]
+    if isinstance(training_drift, TrainingDrift):
+        lines += ["", f"Training-set drift against champion {training_drift.version} "
+                      f"({training_drift.report.rows} candidate rows in the champion's bins): "
+                      f"**{training_drift.report.verdict}**.", "", "| feature | index | band |", "|---|---:|---|"]
+        lines += [f"| {name} | {value:.3f} | {band} |" for name, value, band in training_drift_rows(training_drift)]
+    elif isinstance(training_drift, ChampionUnavailable):
+        lines += ["", f"Training-set drift: {training_drift.reason}."]
     lines += ["", "| predictor | MSE | RMSE | MAE | R² |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {label} | {mse:.3f} | {rmse:.3f} | {mae:.3f} | {r2:.3f} |"
               for label, mse, rmse, mae, r2 in metrics_rows(flat_metrics(evaluation))]
@@ -306,9 +405,12 @@ def flat_metrics(evaluation: Evaluation) -> dict[str, Any]:
     return flat
 
 
-def champion_metrics(state: ChampionState) -> dict[str, float]:
-    """The same-rows comparison as flat scalars for the Metrics artifact (empty without one)."""
-    if not isinstance(state, ChampionComparison):
-        return {}
-    return {"champion_rows_compared": float(state.rows), "champion_same_rows_rmse": state.champion["rmse"],
-            "candidate_same_rows_rmse": state.candidate["rmse"]}
+def champion_metrics(state: ChampionState, training_drift: TrainingDriftState = None) -> dict[str, float]:
+    """The same-rows comparison and the largest training-set index as flat scalars (empty without them)."""
+    flat: dict[str, float] = {}
+    if isinstance(state, ChampionComparison):
+        flat.update(champion_rows_compared=float(state.rows), champion_same_rows_rmse=state.champion["rmse"],
+                    candidate_same_rows_rmse=state.candidate["rmse"])
+    if isinstance(training_drift, TrainingDrift):
+        flat["training_drift_max_psi"] = max(training_drift.report.psi.values(), default=0.0)
+    return flat

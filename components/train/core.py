@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from boston_model import card as model_format
+from boston_model import drift
 from boston_model.errors import BadInput
 from components import config
 from components.common import report
@@ -31,7 +32,7 @@ class TrainParams:
     seed: int = config.SEED
 
     def check(self) -> None:
-        """Raises ValueError naming the first out-of-range parameter."""
+        """Raises BadInput naming the first out-of-range parameter."""
         if self.epochs < 1:
             raise BadInput(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -80,11 +81,20 @@ def _progress_callback(log: Callable[[str], None], every: int) -> Any:
     return Progress()
 
 
-def export_model(model: Any, model_dir: Path, feature_names: list[str], probe: np.ndarray) -> dict[str, Any]:
+def export_model(
+    model: Any, model_dir: Path, feature_names: list[str], probe: np.ndarray, check_rows: np.ndarray | None = None
+) -> dict[str, Any]:
     """Exports ``model`` to ``model_dir/1`` (SavedModel) and writes the folded model card beside it.
 
     The card's probe outputs come from the *reloaded SavedModel*, so loading the card later proves the folded map
-    answers like the exported file, not like the in-memory Keras object.
+    answers like the exported file, not like the in-memory Keras object. The reloaded SavedModel is also run on
+    ``check_rows`` (the training rows) and compared with the folded map; the card's ``savedmodel_check`` records the
+    largest gap, so evaluate and the servers need no TensorFlow to know the two agree. Two affine maps that agree
+    on rows spanning the feature space agree everywhere, so this is the same proof evaluate used to make on its test
+    rows.
+
+    Raises:
+        BadInput: The folded map differs from the SavedModel by more than ``EQUALITY_ATOL``.
     """
     import keras
     import tensorflow as tf
@@ -96,10 +106,13 @@ def export_model(model: Any, model_dir: Path, feature_names: list[str], probe: n
     model_dir.mkdir(parents=True, exist_ok=True)
     model.export(str(saved), format="tf_saved_model", verbose=False)
 
-    loaded = tf.saved_model.load(str(saved))
-    serve = loaded.signatures["serving_default"]
-    out = serve(tf.constant(probe.astype(np.float32)))
-    savedmodel_outputs = np.asarray(next(iter(out.values()))).reshape(-1).astype(np.float64)
+    serve = tf.saved_model.load(str(saved)).signatures["serving_default"]
+
+    def run_savedmodel(rows: np.ndarray) -> np.ndarray:
+        out = serve(tf.constant(np.asarray(rows, dtype=np.float32)))
+        return np.asarray(next(iter(out.values()))).reshape(-1).astype(np.float64)
+
+    savedmodel_outputs = run_savedmodel(probe)
 
     normalize = model.get_layer("normalize")
     dense = model.get_layer("price")
@@ -119,7 +132,14 @@ def export_model(model: Any, model_dir: Path, feature_names: list[str], probe: n
         "keras_version": keras.__version__,
     }
     # Proves the fold before anything is written that claims it (raises BadInput otherwise).
-    model_format.linear_model_from_card(card)
+    linear = model_format.linear_model_from_card(card)
+    rows = np.vstack([probe, np.asarray(check_rows, dtype=np.float32)]) if check_rows is not None else probe
+    rows = rows.astype(np.float32).astype(np.float64)  # the values the SavedModel sees
+    diff = float(np.max(np.abs(run_savedmodel(rows) - linear.predict(rows))))
+    if not diff <= model_format.EQUALITY_ATOL:
+        raise BadInput(f"folded model differs from the exported SavedModel by {diff:.3g} on "
+                                          f"{len(rows)} rows (> {model_format.EQUALITY_ATOL})")
+    card["savedmodel_check"] = {"rows": int(len(rows)), "max_abs_diff": diff, "atol": model_format.EQUALITY_ATOL}
     model_format.write_card(model_dir, card)
     return card
 
@@ -165,7 +185,7 @@ def train_model(
     best = min(history[monitor])
     log(f"stopped after {len(history['loss'])} epochs; best {monitor}={best:.3f} at epoch {best_epoch}")
     probe = np.vstack([x[:PROBE_ROWS], x.min(axis=0), x.max(axis=0)]).astype(np.float64)
-    card = export_model(model, Path(model_dir), feature_names, probe)
+    card = export_model(model, Path(model_dir), feature_names, probe, check_rows=x)
     card.update(train_rows=int(len(train)), epochs_run=len(history["loss"]), best_epoch=best_epoch)
     card.update(training_card(train, feature_names, target, card, params, data_sha256))
     model_format.write_card(Path(model_dir), card)
@@ -185,14 +205,18 @@ def training_card(
     ``feature_means`` are the float64 means of the training rows: what the Normalization layer adapted to (in
     float32), and the reference of every explanation; ``baseline`` is the model's prediction there.
     ``train_fingerprints`` let evaluate score a champion only on rows it never trained on.
+    ``training_distribution`` (bin edges and shares per feature, :mod:`boston_model.drift`) is the reference of
+    every drift measure: live inputs on the predictor, and the next candidate's training rows in the gate.
     """
     linear = model_format.linear_model_from_card(card)
-    means = train[feature_names].to_numpy(dtype=np.float64).mean(axis=0)
+    features = train[feature_names].to_numpy(dtype=np.float64)
+    means = features.mean(axis=0)
     rows = train[[*feature_names, target]].to_numpy(dtype=np.float64)
     return {
         "feature_means": means.tolist(),
         "baseline": float(linear.predict(means.reshape(1, -1))[0]),
         "train_fingerprints": sorted(set(model_format.row_fingerprints(rows))),
+        drift.DISTRIBUTION_KEY: drift.training_distribution(features, feature_names),
         "training": asdict(params),
         "data_sha256": data_sha256,
     }

@@ -69,7 +69,8 @@ def _evaluate(trained, split, folder: Path, max_rmse: float) -> tuple[bool, dict
                "gate_summary": _artifact(Markdown, folder / "gate.md"),
                "predictions": _artifact(Dataset, folder / "predictions")}
     passed = evaluate_model.python_func(model=trained[0], train=split[0], test=split[1], max_rmse=max_rmse,
-                                        champion_tolerance=config.CHAMPION_TOLERANCE, model_name="direct",
+                                        champion_tolerance=config.CHAMPION_TOLERANCE,
+                                        max_training_drift=config.MAX_TRAINING_DRIFT, model_name="direct",
                                         bucket="direct", s3_endpoint="", **outputs)
     return passed, outputs
 

@@ -47,8 +47,8 @@ def through_evaluate(max_rmse: float) -> NamedTuple(
     train = train_model(train=split.outputs["train"], epochs=config.EPOCHS, batch_size=config.BATCH_SIZE,
                         learning_rate=config.LEARNING_RATE, validation_split=0.0, patience=config.PATIENCE, seed=42)
     evaluate = evaluate_model(model=train.outputs["model"], train=split.outputs["train"], test=split.outputs["test"],
-                              max_rmse=max_rmse, champion_tolerance=0.05, model_name="component-test",
-                              bucket="component-test", s3_endpoint="")
+                              max_rmse=max_rmse, champion_tolerance=0.05, max_training_drift=0.0,
+                              model_name="component-test", bucket="component-test", s3_endpoint="")
     outputs = NamedTuple(
         "Outputs", train=Dataset, test=Dataset, model=Model, curves=HTML, metrics=Metrics, gate_summary=Markdown,
         predictions=Dataset, passed=bool,
@@ -67,8 +67,8 @@ def evaluate_only(model_uri: str, train_uri: str, test_uri: str, max_rmse: float
     train = dsl.importer(artifact_uri=train_uri, artifact_class=Dataset)
     test = dsl.importer(artifact_uri=test_uri, artifact_class=Dataset)
     evaluate = evaluate_model(model=model.output, train=train.output, test=test.output, max_rmse=max_rmse,
-                              champion_tolerance=0.05, model_name="component-test", bucket="component-test",
-                              s3_endpoint="")
+                              champion_tolerance=0.05, max_training_drift=0.0, model_name="component-test",
+                              bucket="component-test", s3_endpoint="")
     outputs = NamedTuple("Outputs", gate_summary=Markdown, passed=bool)
     return outputs(evaluate.outputs["gate_summary"], evaluate.outputs["Output"])
 

@@ -41,7 +41,8 @@ def test_parameters_and_defaults_come_from_config(spec):
         "source": config.BUNDLED_SOURCE, "test_size": config.TEST_SIZE, "seed": config.SEED,
         "epochs": config.EPOCHS, "batch_size": config.BATCH_SIZE, "learning_rate": config.LEARNING_RATE,
         "validation_split": config.VALIDATION_SPLIT, "patience": config.PATIENCE, "max_rmse": config.MAX_RMSE,
-        "champion_tolerance": config.CHAMPION_TOLERANCE, "model_name": config.MODEL_NAME, "bucket": config.BUCKET,
+        "champion_tolerance": config.CHAMPION_TOLERANCE, "max_training_drift": config.MAX_TRAINING_DRIFT,
+        "model_name": config.MODEL_NAME, "bucket": config.BUCKET,
         "drop_columns": "",
     }
     for name, default in expected.items():
@@ -54,7 +55,8 @@ def test_the_run_form_is_the_per_run_parameters_plus_one_serving_struct(spec):
     # The Kubeflow UI lists every root parameter; the serving infrastructure is one JSON field among them.
     params = spec["root"]["inputDefinitions"]["parameters"]
     per_run = {"source", "drop_columns", "test_size", "seed", "epochs", "batch_size", "learning_rate",
-               "validation_split", "patience", "max_rmse", "champion_tolerance", "model_name"}
+               "validation_split", "patience", "max_rmse", "champion_tolerance", "max_training_drift",
+               "model_name"}
     assert set(params) == per_run | {"bucket", "s3_endpoint", "serving"}
     assert params["serving"]["parameterType"] == "STRUCT"
     assert set(params["serving"]["defaultValue"]) == {f.name for f in dataclasses.fields(ServingSettings)}

@@ -18,7 +18,13 @@ from boston_model import card as fmt
 from boston_model.store import ObjectStore
 from boston_model.versions import ModelLocation, push_version, write_champion
 from components.evaluate import core
-from components.evaluate.champion import ChampionComparison, ChampionUnavailable, champion_state
+from components.evaluate.champion import (
+    ChampionComparison,
+    ChampionUnavailable,
+    TrainingDrift,
+    champion_state,
+    review_champion,
+)
 from components.split.core import split_frame
 from components.train.core import TrainParams, train_model
 
@@ -146,3 +152,39 @@ def test_a_champion_with_other_features_is_named_and_the_gate_falls_back(store, 
     crown(store, bucket, other, "20260101T000000Z-0000000b", recorded_rmse=4.9)
     state = _unavailable(store, bucket, trained, seed_split[1])
     assert state.reason.startswith("champion 20260101T000000Z-0000000b uses other features")
+
+
+def test_training_drift_against_the_champion_from_its_card(store, bucket, trained, seed_split, champion_seed_11):
+    train, test = seed_split
+    champion_dir, _ = champion_seed_11
+    crown(store, bucket, champion_dir, "20260101T000000Z-00000011", recorded_rmse=4.93)
+    candidate = fmt.load_linear_model(trained[0])
+    comparison, state = review_champion(store, bucket, MODEL, candidate, test, "MEDV", train=train)
+    assert isinstance(comparison, ChampionComparison)
+    assert isinstance(state, TrainingDrift) and state.version == "20260101T000000Z-00000011"
+    # Two random 80 % splits of the same 506 rows: nothing moved.
+    assert state.report.rows == 404 and state.champion_rows == 404 and state.report.verdict == "stable"
+
+    shifted = train.assign(RM=train["RM"] + 1.5)
+    _, state = review_champion(store, bucket, MODEL, candidate, test, "MEDV", train=shifted)
+    assert state.report.bands["RM"] == "drift"
+    assert {b for n, b in state.report.bands.items() if n != "RM"} == {"stable"}
+    decision = core.decide_gate({"rmse": 4.9}, 8.8, champion=comparison, training_drift=state,
+                                max_training_drift=0.25)
+    (failure,) = decision.failures
+    assert failure.startswith("training-set drift against champion 20260101T000000Z-00000011 above 0.25 in RM (")
+
+
+def test_a_champion_card_older_than_the_distribution_is_named(store, bucket, trained, seed_split, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(trained[0], old)
+    card = fmt.read_card(old)
+    del card["training_distribution"]
+    fmt.write_card(old, card)
+    crown(store, bucket, old, "20260101T000000Z-000000a0", recorded_rmse=4.9)
+    comparison, state = review_champion(store, bucket, MODEL, fmt.load_linear_model(trained[0]), seed_split[1],
+                                        "MEDV", train=seed_split[0])
+    assert isinstance(comparison, ChampionComparison)  # the old card still loads and is re-scored
+    assert isinstance(state, ChampionUnavailable)
+    assert state.reason == ("champion 20260101T000000Z-000000a0 records no training distribution (trained before "
+                            "it was recorded)")

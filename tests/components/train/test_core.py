@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from boston_model.card import CARD_FILE, load_linear_model
+from boston_model.drift import BadInput, card_bins
 from boston_model.errors import BadInput
 from components.evaluate.core import regression_metrics
 from components.train.core import TrainParams, curves_report, train_model
@@ -90,3 +91,34 @@ def test_curves_report_is_self_contained(trained):
     assert page.startswith("<!doctype html>")
     assert "data:image/png;base64," in page
     assert "http://" not in page and "https://" not in page
+
+
+def test_card_records_the_training_distribution(trained, seed_split):
+    card = json.loads((trained[0] / CARD_FILE).read_text())
+    dist = card["training_distribution"]
+    train = seed_split[0]
+    assert dist["rows"] == len(train) == 404
+    rm = train["RM"].to_numpy()
+    np.testing.assert_allclose(dist["features"]["RM"]["edges"], np.quantile(rm, np.arange(1, 10) / 10))
+    assert dist["features"]["CHAS"]["edges"] == [1.0]  # 0/1: one bin per value
+    chas = train["CHAS"].to_numpy()
+    assert dist["features"]["CHAS"]["shares"] == pytest.approx([np.mean(chas == 0), np.mean(chas == 1)])
+    for name in card["feature_names"]:
+        assert sum(dist["features"][name]["shares"]) == pytest.approx(1.0)
+
+
+def test_an_old_card_without_the_distribution_still_loads(trained, tmp_path):
+    card = json.loads((trained[0] / CARD_FILE).read_text())
+    del card["training_distribution"]
+    (tmp_path / CARD_FILE).write_text(json.dumps(card))
+    model = load_linear_model(tmp_path)
+    assert model.n_features == 13
+    with pytest.raises(BadInput):
+        card_bins(card)
+
+
+def test_train_proves_the_savedmodel_on_disk_equal_to_the_folded_map(trained):
+    card = json.loads((trained[0] / CARD_FILE).read_text())
+    check = card["savedmodel_check"]
+    assert check["rows"] == 404 + 10  # the training rows and the probe rows
+    assert 0 <= check["max_abs_diff"] <= check["atol"] == 1e-4
