@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from boston_model.card import LinearModel, linear_model_from_card, read_card, row_fingerprints
-from boston_model.drift import BadInput, DriftReport, card_bins, count_bins, drift_report
+from boston_model.drift import DriftReport, card_bins, count_bins, drift_report
 from boston_model.errors import BadInput
 from boston_model.store import KeyNotFound, ObjectStore
 from boston_model.versions import fetch_version, read_champion

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from boston_model.card import CARD_FILE, load_linear_model
-from boston_model.drift import BadInput, card_bins
+from boston_model.drift import card_bins
 from boston_model.errors import BadInput
 from components.evaluate.core import regression_metrics
 from components.train.core import TrainParams, curves_report, train_model
