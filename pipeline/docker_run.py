@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from boston_model.errors import OneLineError
+from boston_model.errors import BadInput
 from boston_model.store import S3Settings
 from components.deploy import container
 
@@ -28,22 +28,18 @@ IMAGE_UID = 1000  # the images' user (kserve/Dockerfile.*)
 DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 
 
-class ContainerRunError(OneLineError):
-    """The container run cannot start (no engine, no image); the message is one line that says what to do."""
-
-
 def engine() -> Any:
     """The local Docker engine, or a one-line error saying how to start one."""
     try:
         import docker
     except ImportError:  # pragma: no cover - docker is an install requirement
-        raise ContainerRunError("the docker runner needs the `docker` package (make install)") from None
+        raise BadInput("the docker runner needs the `docker` package (make install)") from None
     try:
         client = docker.from_env()
         client.ping()
     except docker.errors.DockerException:
         where = os.environ.get("DOCKER_HOST") or DEFAULT_ENGINE
-        raise ContainerRunError(f"no Docker engine answers at {where}: start one (dockerd; see the README's "
+        raise BadInput(f"no Docker engine answers at {where}: start one (dockerd; see the README's "
                                 "'Run in containers') or use the default subprocess runner") from None
     return client
 
@@ -52,7 +48,7 @@ def engine_socket() -> Path:
     """The engine's Unix socket on this host: what the deploy step gets mounted."""
     where = os.environ.get("DOCKER_HOST") or DEFAULT_ENGINE
     if not where.startswith("unix://"):
-        raise ContainerRunError(f"DOCKER_HOST={where}: the docker runner needs a local engine socket (unix://…)")
+        raise BadInput(f"DOCKER_HOST={where}: the docker runner needs a local engine socket (unix://…)")
     return Path(where.removeprefix("unix://"))
 
 
@@ -65,7 +61,7 @@ def require_images(client: Any, images: Sequence[str]) -> None:
             client.images.get(image)
         except docker.errors.ImageNotFound:
             hint = container.BUILD_HINT
-            raise ContainerRunError(f"image {image} is not in the Docker engine: {hint}") from None
+            raise BadInput(f"image {image} is not in the Docker engine: {hint}") from None
 
 
 def step_user(pipeline_root: Path) -> str:
@@ -136,7 +132,7 @@ def stop_served(state: Path, port: int | None = None) -> list[container.ServedCo
     """Stops the containers (and volumes) of ``state``'s container deploys; nothing when no engine answers."""
     try:
         client = engine()
-    except ContainerRunError:
+    except BadInput:
         return []
     try:
         return container.stop(client, str(state), port)

@@ -17,7 +17,7 @@ from typing import Any
 import urllib3
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import Retrying, retry_if_exception, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from boston_model.errors import ClusterRefused, first_line
 from components.deploy.kserve_spec import GROUP, PLURAL, VERSION
@@ -33,8 +33,15 @@ class Conflict(ClusterRefused):
     """409 from the API server: a stale resourceVersion, or the object appeared meanwhile."""
 
 
-class _Transient(Exception):
-    """A 429/5xx or a connection error: worth another try."""
+def _transient(message: str) -> ClusterRefused:
+    """A 429/5xx or a connection error: worth another try (`InferenceServices._call` retries these)."""
+    exc = ClusterRefused(message)
+    exc.transient = True  # type: ignore[attr-defined]
+    return exc
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return getattr(exc, "transient", False) is True
 
 
 def kube_api_client(kubeconfig: str | None = None, context: str | None = None) -> k8s.ApiClient:
@@ -139,18 +146,20 @@ class InferenceServices:
                     raise Conflict(f"{verb} {self.describe(name)}: 409 {_api_message(exc)}") from exc
                 if exc.status not in RETRY_STATUSES:
                     raise self._error(verb, name, exc) from exc
-                raise _Transient(f"HTTP {exc.status}: {_api_message(exc)}") from exc
+                raise _transient(f"HTTP {exc.status}: {_api_message(exc)}") from exc
             except (urllib3.exceptions.HTTPError, OSError) as exc:
-                raise _Transient(f"cannot reach the Kubernetes API at {self.host} ({type(exc).__name__})") from exc
+                raise _transient(f"cannot reach the Kubernetes API at {self.host} ({type(exc).__name__})") from exc
 
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts), wait=self.backoff(), sleep=self.sleep,
-            retry=retry_if_exception_type(_Transient), reraise=True,
+            retry=retry_if_exception(_is_transient), reraise=True,
             before_sleep=lambda state: self.log(f"{verb} {self.describe(name)}: {state.outcome.exception()}; retrying"),
         )
         try:
             return retrying(once)
-        except _Transient as exc:
+        except ClusterRefused as exc:
+            if not _is_transient(exc):
+                raise
             raise ClusterRefused(
                 f"{verb} {self.describe(name)} failed {self.attempts} times, last with {exc}"
             ) from None

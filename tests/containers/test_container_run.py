@@ -14,14 +14,14 @@ import pytest
 import requests
 import yaml
 
-from boston_model.errors import ReleaseFailed
+from boston_model.errors import BadInput, ReleaseFailed
 from boston_model.store import ObjectStore
 from boston_model.versions import MANIFEST, fetch_version, parse_s3_uri, read_champion
 from components.deploy import container as ct
 from components.deploy import release
 from components.deploy.serving import ServingSettings
 from pipeline import config
-from pipeline.docker_run import ContainerRunError, require_images
+from pipeline.docker_run import require_images
 from tests.containers.helpers import ContainerWatch, cli
 from tests.load import SteadyLoad
 
@@ -166,7 +166,7 @@ def test_no_store_key_in_any_layer_image_config_or_log(first_run, docker_client,
 
 
 def test_a_missing_image_is_one_line_naming_the_build_command(docker_client):
-    with pytest.raises(ContainerRunError) as raised:
+    with pytest.raises(BadInput) as raised:
         require_images(docker_client, ["localhost/boston-housing-kfp/not-built:0"])
     assert "make image-local" in str(raised.value) and "\n" not in str(raised.value)
 
