@@ -30,6 +30,9 @@ import numpy as np
 from boston_model.errors import BadInput
 
 DISTRIBUTION_KEY = "training_distribution"  # the card's field
+# The predictor's Prometheus counter of rows per feature and bin (labels model_name, feature, bin = the bin's index);
+# prometheus_client exposes it as METRIC + "_total".
+METRIC = "boston_feature_rows"
 DEFAULT_BINS = 10  # deciles
 EPSILON = 1e-4  # the share an empty bin counts as
 MIN_ROWS = 100  # below this many rows the index says nothing reliable
@@ -53,7 +56,7 @@ def feature_edges(values: np.ndarray, n_bins: int = DEFAULT_BINS) -> np.ndarray:
     """
     values = np.asarray(values, dtype=np.float64).reshape(-1)
     if values.size == 0 or not np.all(np.isfinite(values)):
-        raise ValueError("feature values must be a non-empty array of finite numbers")
+        raise BadInput("feature values must be a non-empty array of finite numbers")
     distinct = np.unique(values)
     if distinct.size <= n_bins:
         return distinct[1:]
@@ -81,7 +84,7 @@ def training_distribution(
     """
     rows = np.asarray(rows, dtype=np.float64)
     if rows.ndim != 2 or rows.shape[1] != len(feature_names) or rows.shape[0] == 0:
-        raise ValueError(f"expected rows of shape (n > 0, {len(feature_names)}), got {rows.shape}")
+        raise BadInput(f"expected rows of shape (n > 0, {len(feature_names)}), got {rows.shape}")
     features = {}
     for j, name in enumerate(feature_names):
         edges = feature_edges(rows[:, j], n_bins)
@@ -165,14 +168,14 @@ def count_bins(rows: np.ndarray, bins: CardBins) -> np.ndarray:
         feature with fewer bins has zeros beyond its own (``bins.n_bins[j]``).
 
     Raises:
-        ValueError: Wrong shape or a non-finite value (it would belong to no bin).
+        BadInput: Wrong shape or a non-finite value (it would belong to no bin).
     """
     rows = np.asarray(rows, dtype=np.float64)
     n_features, width = bins._padded.shape
     if rows.ndim != 2 or rows.shape[1] != n_features:
-        raise ValueError(f"expected rows of shape (n, {n_features}), got {rows.shape}")
+        raise BadInput(f"expected rows of shape (n, {n_features}), got {rows.shape}")
     if not np.isfinite(rows).all():
-        raise ValueError("rows must be finite to be counted")
+        raise BadInput("rows must be finite to be counted")
     index = (rows[:, :, None] >= bins._padded[None, :, :]).sum(axis=2)  # (n, n_features): bin of each value
     flat = index + np.arange(n_features) * (width + 1)
     return np.bincount(flat.reshape(-1), minlength=n_features * (width + 1)).reshape(n_features, width + 1)
@@ -186,7 +189,7 @@ def psi(expected_shares: Sequence[float] | np.ndarray, actual_counts: Sequence[f
     expected = np.maximum(np.asarray(expected_shares, dtype=np.float64), EPSILON)
     counts = np.asarray(actual_counts, dtype=np.float64)
     if expected.shape != counts.shape:
-        raise ValueError(f"{counts.size} counts for {expected.size} bins")
+        raise BadInput(f"{counts.size} counts for {expected.size} bins")
     total = counts.sum()
     if total <= 0:
         return float("nan")
@@ -235,7 +238,7 @@ def drift_report(
         min_rows: Below this many rows the verdict is "too few rows".
 
     Raises:
-        ValueError: A feature of the card has no counts, or its number of bins differs (counts for another card).
+        BadInput: A feature of the card has no counts, or its number of bins differs (counts for another card).
     """
     indices: dict[str, float] = {}
     totals: list[int] = []
@@ -244,14 +247,14 @@ def drift_report(
         if isinstance(counts, np.ndarray):
             observed = np.asarray(counts[j], dtype=np.float64)
             if observed[n_bins:].any():
-                raise ValueError(f"counts for {name} fall beyond its {n_bins} bins")
+                raise BadInput(f"counts for {name} fall beyond its {n_bins} bins")
             observed = observed[:n_bins]
         elif name in counts:
             observed = np.asarray(counts[name], dtype=np.float64)
         else:
-            raise ValueError(f"no counts for feature {name}")
+            raise BadInput(f"no counts for feature {name}")
         if observed.size != n_bins:
-            raise ValueError(f"{observed.size} bin counts for {name}, the card has {n_bins} bins")
+            raise BadInput(f"{observed.size} bin counts for {name}, the card has {n_bins} bins")
         indices[name] = psi(bins.shares[j], observed)
         totals.append(int(observed.sum()))
     rows = min(totals, default=0)

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from boston_model.drift import MIN_ROWS, DriftReport, card_bins, drift_report
+from boston_model.errors import BadInput
 from boston_model.store import ObjectStore
 from boston_model.versions import ModelLocation, read_champion
 from components.common.registry import (
@@ -249,3 +251,81 @@ def rollback_model(serving: Mapping[str, Any] | None = None, model_name: str = c
     store = store or open_store()
     version, history = rollback_version(read_champion(store, bucket, model_name))
     return promote_model(version, serving, model_name, bucket, cluster, store, log, _history=history)
+
+
+def live_counts(url: str, model_name: str, timeout: float = 10.0) -> dict[str, list[float]]:
+    """The predictor's counts of rows per feature and bin, read from its ``/metrics`` (Prometheus text format).
+
+    Raises:
+        BadInput: the endpoint does not answer, or exposes no counts for ``model_name``.
+    """
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from boston_model.drift import METRIC
+
+    try:
+        response = requests.get(f"{url.rstrip('/')}/metrics", timeout=timeout)
+        response.raise_for_status()
+    except requests.RequestException as exc:
+        raise BadInput(f"cannot read {url}/metrics: {type(exc).__name__}") from None
+    found: dict[str, dict[int, float]] = {}
+    for family in text_string_to_metric_families(response.text):
+        if family.name != METRIC:
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == f"{METRIC}_total" and labels.get("model_name") == model_name:
+                found.setdefault(labels["feature"], {})[int(labels["bin"])] = sample.value
+    if not found:
+        raise BadInput(f"{url}/metrics has no {METRIC} counts for model {model_name!r}: is it this project's "
+                       "predictor, serving that model name?")
+    return {name: [bins.get(i, 0.0) for i in range(max(bins) + 1)] for name, bins in found.items()}
+
+
+def served_version(url: str, model_name: str, timeout: float = 10.0) -> str | None:
+    """The version the predictor at ``url`` serves, from its V2 model metadata (None when it does not say)."""
+    import requests
+
+    try:
+        versions = requests.get(f"{url.rstrip('/')}/v2/models/{model_name}", timeout=timeout).json().get("versions")
+    except (requests.RequestException, ValueError, AttributeError):
+        return None
+    return str(versions[0]) if isinstance(versions, list) and versions else None
+
+
+@dataclass(frozen=True)
+class Drift:
+    """What ``models drift`` prints: the served version and its live inputs against its training distribution."""
+
+    url: str
+    version: str
+    report: DriftReport
+    labels: dict[str, list[str]]
+
+
+def drift_of(url: str | None = None, model_name: str = config.MODEL_NAME, bucket: str = config.BUCKET,
+             store: ObjectStore | None = None, min_rows: int = MIN_ROWS) -> Drift:
+    """Population stability index per feature of what the endpoint was asked, against what the model learned.
+
+    Args:
+        url: The predictor (an InferenceService URL, or the local one by default).
+        model_name: The served model name.
+        bucket: The store's bucket.
+        store: An open store (default: `open_store`).
+        min_rows: Fewer rows than this read "too few rows".
+    """
+    from components.deploy.process import read_served
+
+    if url is None:
+        served = read_served(_state(), config.LOCAL_PORT)
+        url = served.url if served else f"http://{config.LOCAL_HOST}:{config.LOCAL_PORT}"
+    counts = live_counts(url, model_name)
+    store = store or open_store()
+    version = served_version(url, model_name) or (read_champion(store, bucket, model_name) or {}).get("version")
+    if not version:
+        raise BadInput(f"{url} does not say which version it serves and there is no champion to assume")
+    card = read_version(store, bucket, model_name, str(version)).card
+    bins = card_bins(card)
+    return Drift(url, str(version), drift_report(counts, bins, min_rows),
+                 {name: bins.labels(name) for name in bins.feature_names})

@@ -34,6 +34,16 @@ def add_models_parser(commands: Any) -> None:
     diff = common(sub.add_parser("diff", help="metrics, parameters and weights of two versions side by side"))
     diff.add_argument("a", help="first version")
     diff.add_argument("b", help="second version")
+    drift = common(sub.add_parser("drift", help="how far live inputs moved from the training data, per feature (PSI)",
+                                  description="Read the predictor's live counts of rows per feature and bin (its "
+                                              "/metrics), fetch the served version's card, and print the population "
+                                              "stability index per feature: < 0.1 stable, 0.1-0.25 moderate, > 0.25 "
+                                              "drift."))
+    drift.add_argument("--url", default=None, help="predictor URL, e.g. an InferenceService's (default: the local one)")
+    drift.add_argument("--min-rows", type=int, default=100, help="fewer rows read 'too few rows' (default: 100)")
+    drift.add_argument("--fail-on", choices=("moderate", "drift"), default=None,
+                       help="exit 1 when the verdict is this band or worse (for a scheduled job)")
+    drift.add_argument("--json", action="store_true", help="machine-readable output")
     promote = common(sub.add_parser("promote", help="verify, serve and smoke-test a version, then make it champion"))
     promote.add_argument("version", help="version id, a unique prefix or its 8-character hash")
     rollback = common(sub.add_parser("rollback", help="promote the previous champion again"))
@@ -126,6 +136,20 @@ def format_diff(diff: Any) -> str:
     return "\n".join(lines)
 
 
+def format_drift(drift: Any) -> str:
+    """The ``models drift`` table: index, band and the busiest bin of each feature."""
+    report = drift.report
+    lines = [f"{drift.url} serves {drift.version}; {report.rows} rows seen", "",
+             f"  {'feature':<9}{'PSI':>8}  band"]
+    for name, value in sorted(report.psi.items(), key=lambda item: -item[1] if item[1] == item[1] else 0):
+        lines.append(f"  {name:<9}{value:>8.3f}  {report.bands[name]}")
+    lines += ["", f"verdict: {report.verdict} (PSI < 0.1 stable, 0.1-0.25 moderate, > 0.25 drift)"]
+    return "\n".join(lines)
+
+
+FAIL_ON = {"moderate": ("moderate", "drift"), "drift": ("drift",)}
+
+
 def _serving(args: argparse.Namespace) -> dict[str, Any]:
     """The serving keys the flags override (unset flags keep what the version was served with)."""
     values: dict[str, Any] = {}
@@ -163,6 +187,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     if action == "diff":
         print(format_diff(models.diff_models(args.a, args.b, args.model, args.bucket)))
         return 0
+    if action == "drift":
+        drift = models.drift_of(args.url, args.model, args.bucket, min_rows=args.min_rows)
+        if args.json:
+            print(json.dumps({"url": drift.url, "version": drift.version, "rows": drift.report.rows,
+                              "verdict": drift.report.verdict, "bands": drift.report.bands,
+                              "psi": {k: v if v == v else None for k, v in drift.report.psi.items()}},
+                             indent=2))
+        else:
+            print(format_drift(drift))
+        return 1 if args.fail_on and drift.report.verdict in FAIL_ON[args.fail_on] else 0
     cluster = models.Cluster(args.kubeconfig, args.context)
     if action == "promote":
         done = models.promote_model(args.version, _serving(args), args.model, args.bucket, cluster)
