@@ -273,7 +273,8 @@ class ContainerTarget:
         """Nothing to check before an upload: this target fails, if at all, when it starts the version."""
 
     def record(self) -> dict[str, Any]:
-        return {"image": self.predictor_image}
+        # The storage-initializer image is the runner's setting, not the version's: a promote reuses it.
+        return {"image": self.predictor_image, "initializer_image": self.initializer_image}
 
 
 def _remove(client: docker.DockerClient, containers: list[Any], volumes: list[str]) -> None:
