@@ -7,7 +7,9 @@ kserve 0.21 offers no public seam for three things this server needs, so they ar
   repeats that method's single-process branch, calling `_register_and_check_atleast_one_model_is_ready`, keeping
   the server in `_rest_server` (where `ModelServer.stop` looks) and running `_serve`;
 * leaving out KServe's per-request timing middleware (`RESTServer._add_middlewares`), a third of throughput;
-* reaching the FastAPI app, which KServe keeps as the module global `kserve.model_server.app`.
+* reaching the FastAPI app, which KServe keeps as the module global `kserve.model_server.app`;
+* serving a gRPC server of our own (KServe's binds ``[::]``): kept in `_grpc_server`, where `ModelServer.stop`
+  looks for the gRPC server to stop.
 
 Everything else (flags, the dataplane, the model repository, signal handling) is KServe's public API.
 """
@@ -36,6 +38,7 @@ PRIVATE_NAMES = (
     "_serve",
     "_add_middlewares",
     "kserve_model_server.app",
+    "_grpc_server",
 )
 
 
@@ -84,19 +87,23 @@ class BoundRESTServer(RESTServer):
 
 
 class PredictorServer(kserve_model_server.ModelServer):
-    """`kserve.ModelServer` with a bind address and an ASGI front; REST only, one process.
+    """`kserve.ModelServer` with a bind address and an ASGI front; REST and optionally our gRPC server, one process.
 
     Args:
         bind: Address the REST server listens on.
         front: Wraps KServe's app (see `BoundRESTServer`).
         configure_app: Called with KServe's app before serving.
         log_requests: Keep KServe's per-request logs.
+        grpc_server: Built from this server once it is set up (its dataplane, its repository extension); served
+            beside REST and stopped with it: an object with ``async start()`` and ``async stop(sig)``. None: REST only.
         **kwargs: `kserve.ModelServer` arguments.
     """
 
     def __init__(self, *, bind: str, front: Callable[[ASGIApp], ASGIApp], configure_app: Callable[[FastAPI], None],
-                 log_requests: bool, **kwargs: Any) -> None:
+                 log_requests: bool, grpc_server: Callable[[PredictorServer], Any] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(enable_grpc=False, workers=1, enable_latency_logging=log_requests, **kwargs)
+        self.grpc_server = grpc_server
         self.bind = bind
         self.front = front
         self.configure_app = configure_app
@@ -123,6 +130,9 @@ class PredictorServer(kserve_model_server.ModelServer):
             access_log=self.log_requests,
         )
         self.servers.append(self._rest_server.start())
+        if self.grpc_server is not None:
+            self._grpc_server = self.grpc_server(self)  # ModelServer.stop stops it on SIGTERM
+            self.servers.append(self._grpc_server.start())
         self.register_signal_handler()
         # Everything imported and loaded so far lives as long as the process; freezing it keeps the collector from
         # walking those ~150 000 objects (kserve pulls in kubernetes, pandas, ...) each time requests allocate enough
