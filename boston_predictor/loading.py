@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from boston_model.card import LinearModel, ModelLoadError, linear_model_from_card, read_card
-from boston_model.versions import MANIFEST, ManifestError, verify_manifest
 from boston_predictor.errors import StartupError
+
+# `boston_model.versions.MANIFEST` (a test checks they agree). That module imports the S3 client (minio, about
+# 0.2 s of start-up), which a local folder needs only to verify a manifest it holds: it is imported then.
+MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,12 @@ def load_folder(folder: Path) -> tuple[dict[str, Any], LinearModel]:
     try:
         if manifest_path.is_file():
             # KServe's storage initializer copies the whole version prefix, manifest included: verify it here too.
-            verify_manifest(folder, json.loads(manifest_path.read_text()))
+            from boston_model.versions import ManifestError, verify_manifest
+
+            try:
+                verify_manifest(folder, json.loads(manifest_path.read_text()))
+            except ManifestError as exc:
+                raise StartupError(str(exc)) from None
         empty = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()
                        and p.stat().st_size == 0)
         if empty:
@@ -40,7 +48,7 @@ def load_folder(folder: Path) -> tuple[dict[str, Any], LinearModel]:
             raise StartupError("the model folder has no 1/saved_model.pb (an incomplete copy?)")
         card = read_card(folder)
         return card, linear_model_from_card(card)
-    except (ModelLoadError, ManifestError) as exc:
+    except ModelLoadError as exc:
         raise StartupError(str(exc)) from None
     except json.JSONDecodeError:
         raise StartupError(f"{MANIFEST} is not valid JSON") from None
@@ -67,7 +75,7 @@ def name_from_uri(uri: str | None) -> str | None:
 def fetch_from_s3(uri: str, dest: Path) -> str | None:
     """Downloads and verifies a version by its manifest; returns the version id."""
     from boston_model.store import ObjectStore, S3Settings, StoreError
-    from boston_model.versions import fetch_version
+    from boston_model.versions import ManifestError, fetch_version
 
     try:
         settings = S3Settings.from_env()
