@@ -17,7 +17,7 @@ What it adds to KServe's Python server, and why:
 
 Modules, by concern (each imports only those above it):
 
-* `errors`: `RequestError` (a refused request) and `StartupError`.
+* `errors`: `RequestError` (a refused request) and `BadInput`.
 * `spec`: `ModelSpec` (what the request path knows about the model), limits, metrics.
 * `rows`: JSON values to float64 rows, the shared checks, the guarded `predict_rows`.
 * `protocol`: V1 and V2 request bodies to rows.

@@ -1,8 +1,6 @@
-"""The predictor's two error types: a refused request (an HTTP status and one line) and a failed start-up."""
+"""The predictor's own error: a refused request (an HTTP status and one line). Start-up failures are BadInput."""
 
 from __future__ import annotations
-
-from boston_model.errors import OneLineError
 
 
 class RequestError(Exception):
@@ -19,5 +17,3 @@ class RequestError(Exception):
         self.message = message
 
 
-class StartupError(OneLineError):
-    """The server cannot start; the message is the one line printed on stderr (the project's one-line error)."""

@@ -24,7 +24,7 @@ from kubernetes import client as k8s
 
 from boston_model.errors import BadInput
 from boston_model.store import parse_s3_uri
-from components.deploy.predictor_container import predictor_container
+from components.deploy.predictor_container import GRPC_PORT, GRPC_PORT_NAME, predictor_container
 
 GROUP = kserve_constants.KSERVE_GROUP
 VERSION = kserve_constants.KSERVE_V1BETA1_VERSION
@@ -99,6 +99,7 @@ def build_inference_service(
     runtime_version: str = "",
     predictor_image: str = "",
     trained_tf_version: str | None = None,
+    grpc: bool = True,
 ) -> V1beta1InferenceService:
     """Builds the InferenceService that serves ``storage_uri`` as ``model_name`` (pure: no I/O).
 
@@ -117,6 +118,8 @@ def build_inference_service(
         runtime_version: TF Serving image tag (runtime "tensorflow").
         predictor_image: Image of the custom predictor (runtime "custom").
         trained_tf_version: TensorFlow that trained the model; TF Serving must be at least as new.
+        grpc: Serve V2 over gRPC beside REST (runtime "custom"): port 8081 declared as KServe expects, named
+            ``h2c``. Knative (serverless mode) accepts one container port only: pass False there.
 
     Raises:
         ValueError: An invalid name, runtime, replica range, traffic share, URI, image or runtime version.
@@ -157,13 +160,16 @@ def build_inference_service(
     else:
         if not predictor_image:
             raise BadInput("runtime 'custom' needs the predictor image")
-        shape = predictor_container(model_name, uri)
+        shape = predictor_container(model_name, uri, grpc_port=GRPC_PORT if grpc else None)
+        ports = [k8s.V1ContainerPort(container_port=shape.port, protocol="TCP")]
+        if shape.grpc_port:
+            ports.append(k8s.V1ContainerPort(name=GRPC_PORT_NAME, container_port=shape.grpc_port, protocol="TCP"))
         predictor.containers = [k8s.V1Container(
             name=shape.name,
             image=predictor_image,
             args=list(shape.args),
             env=[k8s.V1EnvVar(name=key, value=value) for key, value in shape.env.items()],
-            ports=[k8s.V1ContainerPort(container_port=shape.port, protocol="TCP")],
+            ports=ports,
             resources=requirements,
         )]
     annotations = {ANNOTATION_SIDECAR: "true" if istio_sidecar else "false"}
