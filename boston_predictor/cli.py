@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bind", default=DEFAULT_BIND, help="address the REST server listens on (0.0.0.0 in a pod)")
     parser.add_argument("--max_batch", type=int, default=DEFAULT_MAX_BATCH, help="most rows per request")
     parser.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="largest request body")
+    parser.add_argument("--count_inputs", default=True, type=lambda value: value.lower() in ("1", "true", "yes"),
+                        help="count served rows per feature and training bin on /metrics for `boston-pipeline "
+                             "models drift` (default true; false turns it off)")
     parser.add_argument("--takeover", type=Path, default=None,
                         help="handover path of a seamless local release: serve on --http_port (the trial port), and "
                              "on SIGUSR1 also accept on the public socket offered there (boston_predictor.handover)")
@@ -73,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             raise BadInput("--workers must be 1: scale with replicas")
         if args.max_batch < 1 or args.max_body_bytes < 1:
             raise BadInput("--max_batch and --max_body_bytes must be positive")
-        model = BostonHousingModel(args.model_name, ModelSource(args.model_dir, args.storage_uri), args.max_batch)
+        model = BostonHousingModel(args.model_name, ModelSource(args.model_dir, args.storage_uri), args.max_batch,
+                                   args.count_inputs)
         started = time.perf_counter()
         model.load()
         # Checked for the server process only (tests load the model inside processes that use TensorFlow):

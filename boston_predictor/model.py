@@ -33,11 +33,13 @@ class BostonHousingModel(Model):
     serve raw request bodies (the ASGI front calls them); `predict` serves KServe's own dataplane with the same code.
     """
 
-    def __init__(self, name: str | None, source: ModelSource, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+    def __init__(self, name: str | None, source: ModelSource, max_batch: int = DEFAULT_MAX_BATCH,
+                 count_inputs: bool = True) -> None:
         super().__init__(name or "unnamed")
         self._requested_name = name
         self.source = source
         self.max_batch = max_batch
+        self.count_inputs = count_inputs
         self.spec: ModelSpec | None = None
         self.explainer: Explainer | None = None
         self.ready = False
@@ -70,6 +72,10 @@ class BostonHousingModel(Model):
         )
         self.explainer = Explainer.from_card(card, self.spec)
         self._self_check(card)
+        if self.count_inputs:
+            from boston_predictor.inputs import InputCounts
+
+            self.spec.inputs = InputCounts(name, card).register()
         self.ready = True
         return self.ready
 
