@@ -113,7 +113,14 @@ def test_custom_runtime_field_by_field():
                   {"name": "h2c", "containerPort": 8081, "protocol": "TCP"}],
         "resources": {"requests": {"cpu": config.CPU_REQUEST, "memory": config.MEMORY_REQUEST},
                       "limits": {"cpu": config.CPU_LIMIT, "memory": config.MEMORY_LIMIT}},
+        # Ready once the model is loaded and self-checked, so a rollout moves traffic only to a pod that answers.
+        "readinessProbe": {"httpGet": {"path": "/v2/models/boston-housing/ready", "port": 8080},
+                           "periodSeconds": 2, "failureThreshold": 3},
     }
+    # Prometheus scrapes /metrics on the REST port, the way KServe documents it (the drift counts are there).
+    assert m["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false",
+                                            "serving.kserve.io/enable-prometheus-scraping": "true",
+                                            "prometheus.kserve.io/port": "8080", "prometheus.kserve.io/path": "/metrics"}
 
 
 CONTAINERS_SCHEMA = Path(__file__).with_name("inferenceservice_v1beta1_predictor_containers.schema.json")
