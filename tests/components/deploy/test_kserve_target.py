@@ -120,7 +120,8 @@ def test_custom_runtime_field_by_field():
     # Prometheus scrapes /metrics on the REST port, the way KServe documents it (the drift counts are there).
     assert m["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false",
                                             "serving.kserve.io/enable-prometheus-scraping": "true",
-                                            "prometheus.kserve.io/port": "8080", "prometheus.kserve.io/path": "/metrics"}
+                                            "prometheus.kserve.io/port": "8080",
+                                            "prometheus.kserve.io/path": "/metrics"}
 
 
 CONTAINERS_SCHEMA = Path(__file__).with_name("inferenceservice_v1beta1_predictor_containers.schema.json")
