@@ -46,7 +46,7 @@ PRIVATE_NAMES = (
     "_serve",
     "_add_middlewares",
     "kserve_model_server.app",
-    "_server",
+    "_rest_server._server",
     "_grpc_server",
 )
 log = logging.getLogger("kserve")
