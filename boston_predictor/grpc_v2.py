@@ -17,6 +17,7 @@ tritonclient.grpc and `kserve.InferenceGRPCClient` speak) on the ``--bind`` addr
 from __future__ import annotations
 
 import logging
+import sys
 from concurrent import futures
 from typing import TYPE_CHECKING, Any
 
@@ -200,7 +201,8 @@ class GRPCServer:
         self.grace_period = grace_period
         self._server: aio.Server | None = None
 
-    async def start(self) -> None:
+    async def bind(self) -> None:
+        """Listens on the address (before REST starts serving, so a port in use is one line, not a traceback)."""
         # Every handler is a coroutine on the event loop; the executor only runs grpc's own synchronous hooks.
         server = aio.server(futures.ThreadPoolExecutor(max_workers=1), options=[
             ("grpc.max_receive_message_length", self.max_message_bytes),
@@ -208,11 +210,21 @@ class GRPCServer:
             ("grpc.so_reuseport", 0),  # a second server on the same port is an error, as for REST
         ])
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(self.servicer, server)
-        server.add_insecure_port(self.address)
+        try:
+            server.add_insecure_port(self.address)
+        except RuntimeError:
+            print(f"predictor: cannot start: gRPC cannot listen on {self.address} (in use?)", file=sys.stderr,
+                  flush=True)
+            raise SystemExit(1) from None
         self._server = server
-        await server.start()
+
+    async def start(self) -> None:
+        if self._server is None:
+            await self.bind()
+        assert self._server is not None
+        await self._server.start()
         log.info("gRPC (V2) listening on %s", self.address)
-        await server.wait_for_termination()
+        await self._server.wait_for_termination()
 
     async def stop(self, sig: int | None = None) -> None:
         if self._server is not None:

@@ -107,7 +107,8 @@ class PredictorServer(kserve_model_server.ModelServer):
         takeover: Handover path of a seamless local release: on SIGUSR1 the server takes the public listening
             socket offered there, accepts on it too, and offers it there itself (`boston_predictor.handover`).
         grpc_server: Built from this server once it is set up (its dataplane, its repository extension); served
-            beside REST and stopped with it: an object with ``async start()`` and ``async stop(sig)``. None: REST only.
+            beside REST and stopped with it: an object with ``async bind()`` (run first), ``async start()`` and
+            ``async stop(sig)``. None: REST only.
         **kwargs: `kserve.ModelServer` arguments.
     """
 
@@ -158,6 +159,13 @@ class PredictorServer(kserve_model_server.ModelServer):
         gc.enable()  # off during start-up when started by `boston_predictor.__main__.main`
         # ModelServer.start uses asyncio.run, i.e. the default loop, whatever --event-loop says; honour it (uvloop).
         with asyncio.Runner(loop_factory=self._rest_server.config.get_loop_factory()) as runner:
+            if self._grpc_server is not None:
+                try:
+                    runner.run(self._grpc_server.bind())
+                except BaseException:
+                    for pending in self.servers:  # created, never started
+                        pending.close()
+                    raise
             runner.run(self._serve_until_stopped())
 
     async def _serve_until_stopped(self) -> None:

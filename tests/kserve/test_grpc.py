@@ -250,3 +250,19 @@ def test_errors_are_not_logged_and_sigterm_stops_both(grpc_predictor: Predictor,
     server.wait_ready()
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(30) == 0
+
+
+def test_grpc_port_in_use_is_one_line(predictor_command: list[str], model_dir: Path) -> None:
+    import socket
+
+    from components.common.ports import free_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        done = subprocess.run([*predictor_command, "--model_name", MODEL_NAME, "--model_dir", str(model_dir),
+                               "--http_port", str(free_port()), "--enable_grpc", "true", "--grpc_port",
+                               str(taken.getsockname()[1])], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "predictor: cannot start: gRPC cannot listen on 127.0.0.1:" in done.stderr
