@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -114,6 +115,11 @@ def test_the_predictor_runs_the_builder_shape_as_non_root(first_run, docker_clie
     # over through the handover folder (the only other mount).
     [binding] = attrs["HostConfig"]["PortBindings"][f"{shape.port}/tcp"]
     assert binding["HostIp"] == "127.0.0.1" and binding["HostPort"] != str(port)
+    # V2 over gRPC, as on the cluster, published on loopback only; the champion record says where.
+    [grpc] = attrs["HostConfig"]["PortBindings"][f"{shape.grpc_port}/tcp"]
+    assert grpc["HostIp"] == "127.0.0.1" and champion["grpc"] == f"127.0.0.1:{grpc['HostPort']}"
+    with socket.create_connection(("127.0.0.1", int(grpc["HostPort"])), timeout=10):
+        pass  # something listens there (tests/kserve/test_grpc.py speaks the protocol to the same server)
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
     assert mounts[shape.model_mount]["RW"] is False and set(mounts) == {shape.model_mount, ct.HANDOVER_MOUNT}
     code, out = container.exec_run(["id", "-u"])
