@@ -512,6 +512,7 @@ def render(
               f"| CPU time until then | {cold_pair.ours_cpu_s:.2f} s | {cold_pair.stock_cpu_s:.2f} s | "
               f"{cold_pair.ours_cpu_s / cold_pair.stock_cpu_s:.2f}× |"]
     lines += explain_lines(results)
+    lines += counting_lines(results)
     lines += ["", "Goals from the issue, for ours (V1):", "", "| goal | measured | met |", "|---|---:|:---:|"]
     for label, key, op, target in GOALS:
         value = ours[key]
@@ -552,6 +553,25 @@ def explain_lines(results: Sequence[Measured]) -> list[str]:
     lines = ["", f"Explaining against predicting (ours, V1; cost = predict's rate / explain's rate; goal ≤ "
                  f"{EXPLAIN_GOAL:g}×):", "", "| load | cost of explain | within goal |", "|---|---:|:---:|"]
     lines += [f"| {label} | {ratio:.2f}× | {'yes' if ratio <= EXPLAIN_GOAL else 'no'} |" for label, ratio in ratios]
+    return lines
+
+
+COUNTING_GOAL = 0.10  # counting served rows into the card's bins may cost at most 10 % of the c=16 rate
+
+
+def counting_lines(results: Sequence[Measured]) -> list[str]:
+    """The live drift counts' cost: the same server with counting on (the default) and off, same run."""
+    on = next(m for m in results if m.server.label.startswith("ours") and m.server.protocol == "v1")
+    off = next((m for m in results if "counting off" in m.server.label), None)
+    if off is None:
+        return []
+    rows = [("c=1 req/s", on.c1.requests_per_s, off.c1.requests_per_s),
+            ("c=16 req/s", on.c16.requests_per_s, off.c16.requests_per_s)]
+    rows += [(f"{n:,} {'row' if n == 1 else 'rows'}/request (rows/s)".replace(",", " "), on.rows_per_s[n],
+              off.rows_per_s[n]) for n in BATCH_SIZES if n in on.rows_per_s and n in off.rows_per_s]
+    lines = ["", f"Live drift counts (ours, V1): counting on (the default) against off, same run; goal: at most "
+                 f"{COUNTING_GOAL:.0%} of the c=16 rate:", "", "| load | on | off | cost |", "|---|---:|---:|---:|"]
+    lines += [f"| {label} | {fmt_rate(a)} | {fmt_rate(b)} | {1 - a / b:+.1%} |" for label, a, b in rows]
     return lines
 
 
@@ -624,6 +644,9 @@ def main(argv: list[str] | None = None) -> int:
                           "--host", "127.0.0.1", "--no-access-log", "--log-level", "warning"]),
     ]
     servers[5:5] = [ours_grpc, stock_grpc]  # after stock's REST rows
+    # The same server with the live drift counts off (--count_inputs false): what counting costs, same run.
+    servers.append(Server("ours: boston-predictor (V1, drift counting off)", "v1",
+                          lambda p: [*ours_argv, "--http_port", str(p), "--count_inputs", "false"]))
     if args.only_stock:
         servers = [s for s in servers if s.label.startswith(("ours", "stock"))]
     assert len(card["feature_names"]) == len(ROW)
