@@ -9,11 +9,13 @@ class RequestError(Exception):
     Attributes:
         status: The HTTP status to answer with.
         message: One line for the client.
+        declared: For a 413, the body's Content-Length when it had one (how much is left to drain).
     """
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, declared: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.declared = declared
 
 

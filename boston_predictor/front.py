@@ -46,14 +46,6 @@ class _ClientGone(Exception):
     """The client disconnected before sending its whole body."""
 
 
-class _BodyTooLarge(RequestError):
-    """413: the body is over the limit; ``declared`` is its Content-Length when it has one."""
-
-    def __init__(self, message: str, declared: int | None) -> None:
-        super().__init__(413, message)
-        self.declared = declared
-
-
 class PredictFront:
     """Answers V1 ``:predict`` and ``:explain`` and V2 ``/infer`` itself, delegates what it does not own, and caps
     every body.
@@ -84,10 +76,10 @@ class PredictFront:
             if method in _BODY_METHODS:
                 try:
                     await self._read_body(scope, receive)
-                except _BodyTooLarge as exc:
-                    await self._refuse(exc, receive, send)
-                    return
                 except RequestError as exc:
+                    if exc.status == 413:
+                        await self._refuse(exc, receive, send)
+                        return
                     refusal = (exc.status, exc.message)
                 except _ClientGone:
                     return
@@ -116,11 +108,11 @@ class PredictFront:
             return
         try:
             body = await self._read_body(scope, receive)
-        except _BodyTooLarge as exc:
-            await self._refuse(exc, receive, send)
-            return
         except RequestError as exc:
-            await _send_json(send, exc.status, {"error": exc.message}, close=True)
+            if exc.status == 413:
+                await self._refuse(exc, receive, send)
+            else:
+                await _send_json(send, exc.status, {"error": exc.message}, close=True)
             return
         except _ClientGone:
             return
@@ -135,7 +127,15 @@ class PredictFront:
             if not model.ready:
                 raise RequestError(503, f"model {model.name!r} is not ready")
             binary = _check_content_type(scope, "v2" if protocol == "v2" else "v1")  # :explain takes V1 bodies
-            body = await self._read_body(scope, receive)
+            try:
+                body = await self._read_body(scope, receive)
+            except RequestError as exc:
+                if exc.status != 413:
+                    raise
+                if model.spec is not None:  # over the body limit: refused while the client may still be writing
+                    model.spec.metrics.count(protocol, 413)
+                await self._refuse(exc, receive, send)
+                return
             if binary:
                 raise NotOwned
             handle = {"v1": model.handle_v1, "v2": model.handle_v2, "explain": model.handle_explain}[protocol]
@@ -144,11 +144,6 @@ class PredictFront:
             # KServe's dataplane, then BostonHousingModel.predict; a JSON body without Content-Type is labelled so.
             delegated = scope if binary else _labelled_json(scope)
             await self.app(delegated, _replay(body, receive), _without_nulls(send) if protocol == "v2" else send)
-            return
-        except _BodyTooLarge as exc:
-            if model.spec is not None:
-                model.spec.metrics.count(protocol, 413)
-            await self._refuse(exc, receive, send)
             return
         except RequestError as exc:
             # A 413 for too many rows comes after the whole body was read; close anyway, as for every 413.
@@ -201,8 +196,8 @@ class PredictFront:
                 except ValueError:
                     raise RequestError(400, "Content-Length is not a number") from None
                 if declared > limit:
-                    raise _BodyTooLarge(f"request body of {declared} bytes is over the limit of {limit} bytes",
-                                        declared)
+                    raise RequestError(413, f"request body of {declared} bytes is over the limit of {limit} bytes",
+                                       declared)
         chunks = []
         size = 0
         while True:
@@ -212,12 +207,12 @@ class PredictFront:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:  # chunked (or lying) clients: stop keeping the body at the limit
-                raise _BodyTooLarge(f"request body is over the limit of {limit} bytes", declared)
+                raise RequestError(413, f"request body is over the limit of {limit} bytes", declared)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _refuse(self, exc: _BodyTooLarge, receive: Receive, send: Send) -> None:
+    async def _refuse(self, exc: RequestError, receive: Receive, send: Send) -> None:
         """Sends the 413 at once, then reads and discards the rest of the body (bounded) before closing.
 
         A client that writes its whole body before reading (Python's http.client, most SDKs) only reads the answer
