@@ -230,6 +230,25 @@ def test_a_second_run_replaces_the_container(first_run, docker_client, cli_env, 
     assert len(volumes) == 1
 
 
+def test_rollback_on_the_container_target_serves_the_previous_version_without_a_gap(
+        first_run, docker_client, cli_env, container_state, port, store_settings):
+    store = ObjectStore(store_settings)
+    before = read_champion(store, config.BUCKET, config.MODEL_NAME)
+    assert before["target"] == "container" and before["previous"]  # the second run replaced the first
+    url = f"http://127.0.0.1:{port}/v1/models/{config.MODEL_NAME}:predict"
+    rows = _evaluate_predictions(container_state)[before["feature_names"]].to_numpy(dtype=np.float64)[:1]
+    with SteadyLoad(url, rows, limit_s=300) as load:
+        result = cli("models", "rollback", env=cli_env)  # the target and images come from the champion record
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert load.failures == [] and len(load.answers) > 10
+    after = read_champion(store, config.BUCKET, config.MODEL_NAME)
+    assert after["version"] == before["previous"] and after["target"] == "container"
+    served = ct.find_served(docker_client, str(container_state), port)
+    assert served is not None and served.uri == after["uri"]
+    assert len(docker_client.containers.list(filters={"label": [f"{ct.LABEL}.scope={container_state}",
+                                                               f"{ct.LABEL}.role=predictor"]})) == 1
+
+
 def test_down_stops_the_predictor_container(first_run, docker_client, cli_env, container_state, port):
     result = cli("down", env=cli_env)
     assert result.returncode == 0, result.stderr
