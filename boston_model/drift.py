@@ -35,8 +35,8 @@ DISTRIBUTION_KEY = "training_distribution"  # the card's field
 METRIC = "boston_feature_rows"
 DEFAULT_BINS = 10  # deciles
 EPSILON = 1e-4  # the share an empty bin counts as
-MIN_ROWS = 100
-_COMPARE_ROWS = 16  # up to this many rows count_bins compares against every edge at once (measured crossover)  # below this many rows the index says nothing reliable
+MIN_ROWS = 100  # below this many rows the index says nothing reliable
+_COMPARE_ROWS = 16  # up to this many rows count_bins compares against every edge at once (measured crossover)
 STABLE_BELOW = 0.1
 DRIFT_ABOVE = 0.25
 
