@@ -644,13 +644,14 @@ def main(argv: list[str] | None = None) -> int:
                           "--host", "127.0.0.1", "--no-access-log", "--log-level", "warning"]),
     ]
     servers[5:5] = [ours_grpc, stock_grpc]  # after stock's REST rows
-    # The same server with the live drift counts off (--count_inputs false): what counting costs, same run.
-    servers.append(Server("ours: boston-predictor (V1, drift counting off)", "v1",
-                          lambda p: [*ours_argv, "--http_port", str(p), "--count_inputs", "false"]))
+    # The same server with the live drift counts off (--count_inputs false), measured right after it: what counting
+    # costs, same run, with as little drift of the shared machine's load between the two as the order allows.
+    servers.insert(1, Server("ours: boston-predictor (V1, drift counting off)", "v1",
+                             lambda p: [*ours_argv, "--http_port", str(p), "--count_inputs", "false"]))
     if args.only_stock:
         servers = [s for s in servers if s.label.startswith(("ours", "stock"))]
     assert len(card["feature_names"]) == len(ROW)
-    ours_v1, stock_v1 = servers[0], servers[3]
+    ours_v1, stock_v1 = servers[0], servers[4]
     assert ours_v1.label.startswith("ours") and stock_v1.label.startswith("stock") and stock_v1.protocol == "v1"
     cold = cold_starts_side_by_side(ours_v1, stock_v1, max(3, args.cold_starts) + 2)
     results = [measure(s, wrk, args.duration, args.repeats, args.cold_starts) for s in servers]
