@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
+import sys
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -63,7 +65,7 @@ def store(s3_server: S3Settings) -> ObjectStore:
 # Fixtures that start a real server (the embedded store, a predictor, a cluster double) or train TensorFlow: a test
 # that uses one is not in the fast tier. `make test-fast` runs `-m "not slow and not server and not container"`.
 _SERVER_FIXTURES = frozenset({"s3_server", "store", "cluster", "target", "predictor", "server", "live", "stock",
-                              "component_env", "kfp_api", "port"})
+                              "component_env", "kfp_api", "port", "own_server", "silent_server"})
 _TRAINING_FIXTURES = frozenset({"trained", "trained_model", "boston_model_dir"})
 
 
@@ -76,3 +78,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
         if needs & _SERVER_FIXTURES or any(part in path for part in ("/kserve/", "/notebooks/", "/e2e/")):
             item.add_marker(pytest.mark.server)
+
+
+_TIERS = ("slow", "server", "container")
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_stays_fast(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A test left in the fast tier may not listen on a socket or import TensorFlow: it fails, naming the marker.
+
+    Cheap (a patched method and a dictionary lookup), so the fast tier checks itself on every run.
+    """
+    if any(request.node.get_closest_marker(tier) for tier in _TIERS):
+        yield
+        return
+    test = request.node.nodeid
+
+    def listen(self: socket.socket, *args: object) -> None:
+        raise AssertionError(f"{test} starts a server in the fast tier: mark it server (tests/conftest.py)")
+
+    monkeypatch.setattr(socket.socket, "listen", listen)
+    had_tensorflow = "tensorflow" in sys.modules
+    yield
+    if not had_tensorflow and "tensorflow" in sys.modules:
+        pytest.fail(f"{test} imports TensorFlow in the fast tier: mark it slow (tests/conftest.py)")

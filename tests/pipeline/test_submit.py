@@ -183,6 +183,7 @@ def test_wait_for_run_timeout_is_not_overshot_by_the_poll_interval(kfp_api, comp
     assert len(kfp_api.calls("GET", f"/apis/v2beta1/runs/{result.run_id}")) == 2  # at the start and at the end
 
 
+@pytest.mark.server
 def test_multi_user_kubeflow_without_namespace_is_a_clear_error(compiled):
     with KfpApiDouble(multi_user=True) as double, pytest.raises(ValueError, match="give --namespace"):
         api.submit(double.url, pipeline_yaml=compiled)
@@ -258,6 +259,7 @@ def test_cli_401_is_one_line_naming_the_auth_options(kfp_api, compiled, capsys, 
     assert not kfp_api.calls("POST", "/apis/v2beta1/pipelines/upload")
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("how", ["token-file", "cookies", "env-token", "env-token-file", "env-cookies", "in-cluster"])
 def test_cli_authenticates_with_a_token_file_cookies_or_the_environment(compiled, capsys, tmp_path, monkeypatch,
                                                                        how):

@@ -110,6 +110,7 @@ def test_s3_source_uses_the_reader_and_needs_one():
         core.load_table("s3://data/boston.csv")
 
 
+@pytest.mark.server
 def test_http_source_reads_over_real_http(tmp_path, boston):
     import functools
     import http.server
