@@ -6,10 +6,14 @@ croniter catches the common mistakes (a 5-field crontab line, a value out of ran
 
 from __future__ import annotations
 
+import re
+
 from boston_model.errors import first_line
 
 CRON_HELP = ("6 fields: second minute hour day-of-month month day-of-week, e.g. '0 0 3 * * *' = every day at "
              "03:00 (the cluster's time zone, usually UTC)")
+# robfig/cron's `@every <duration>` takes a Go duration: numbers with units, largest first by convention ("1h30m")
+_GO_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+")
 
 
 def validate_cron(expression: str) -> str:
@@ -25,7 +29,13 @@ def validate_cron(expression: str) -> str:
 
     text = " ".join(expression.split())
     if text.startswith("@"):
-        if text.startswith("@every ") or croniter.is_valid(text):  # croniter does not know robfig's @every
+        if text.startswith("@every "):  # croniter does not know robfig's @every
+            duration = text.removeprefix("@every ")
+            if not _GO_DURATION.fullmatch(duration):
+                raise ValueError(f"cron {expression!r}: {duration!r} is not a duration; use a number and a unit "
+                                 "(s, m, h), e.g. '@every 6h' or '@every 1h30m'")
+            return text
+        if croniter.is_valid(text):
             return text
         raise ValueError(f"cron {expression!r}: unknown descriptor; use @hourly, @daily, @weekly, @monthly, "
                          "@yearly or '@every <duration>' such as '@every 6h'")
