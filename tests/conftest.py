@@ -7,6 +7,8 @@ import os
 import signal
 import socket
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -23,6 +25,28 @@ from pipeline.state import ENV_STATE_DIR
 def free_port() -> Callable[[], int]:
     """Hands out free ports on 127.0.0.1: call it once per server (``port = free_port()``)."""
     return ports.free_port
+
+
+# --- waiting -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The pauses the test's own thread asks ``time.sleep`` for (they still happen).
+
+    "Fails fast" is then a bound on the waiting the code chose, which does not depend on how busy the machine is,
+    instead of a wall-clock bound that does.
+    """
+    asked: list[float] = []
+    real, caller = time.sleep, threading.get_ident()
+
+    def sleep(seconds: float) -> None:
+        if threading.get_ident() == caller:
+            asked.append(seconds)
+        real(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    return asked
 
 
 # --- embedded S3 server -------------------------------------------------------------

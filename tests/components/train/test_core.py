@@ -122,7 +122,8 @@ def test_an_old_card_without_the_distribution_still_loads(trained, tmp_path):
     (tmp_path / CARD_FILE).write_text(json.dumps(card))
     model = load_linear_model(tmp_path)
     assert model.n_features == 13
-    with pytest.raises(BadInput):
+    with pytest.raises(BadInput, match=r"^the model card records no training distribution \(trained before drift was "
+                                        r"recorded\): retrain the model to measure drift against it$"):
         card_bins(card)
 
 
