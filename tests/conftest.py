@@ -90,7 +90,8 @@ def store(s3_server: S3Settings) -> ObjectStore:
 # that uses one is not in the fast tier. `make test-fast` runs `-m "not slow and not server and not container"`.
 _SERVER_FIXTURES = frozenset({"s3_server", "store", "cluster", "target", "predictor", "server", "live", "stock",
                               "component_env", "kfp_api", "port", "own_server", "silent_server"})
-_TRAINING_FIXTURES = frozenset({"trained", "trained_model", "boston_model_dir"})
+# Fixtures that train TensorFlow or run steps through a pipeline runner (kfp.local): slow.
+_TRAINING_FIXTURES = frozenset({"trained", "trained_model", "boston_model_dir", "kfp_local", "champion_seed_11"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -164,6 +164,7 @@ def test_fold_normalization_by_hand_with_a_constant_feature() -> None:
 def test_feature_means_must_be_one_finite_number_per_feature() -> None:
     model = fmt.linear_model_from_card(synthetic_card())
     assert fmt.feature_means_from_card(synthetic_card(), model).tolist() == [1.0, 2.0, 4.0]
+    assert fmt.feature_means_from_card(synthetic_card(feature_means=[1, 2, 4]), model).dtype == np.float64
     absent = r"^boston_model\.json has no feature_means for 3 features: retrain the model to explain its predictions$"
     for means in (None, [1.0, 2.0], [1.0, 2.0, 3.0, 4.0], {"A": 1.0, "B": 2.0, "C": 3.0}, "1 2 3"):
         with pytest.raises(fmt.BadInput, match=absent):

@@ -224,3 +224,17 @@ def test_cron_messages_are_exact() -> None:
         validate_cron("0 0 3 * * * *")
     with pytest.raises(ValueError, match=re.escape(f"(KFP's cron has {CRON_HELP})") + "$"):
         validate_cron("0 0 24 * * *")
+
+
+def test_integers_read_as_python_reads_them_and_defaults_keep_their_declared_type(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("pipelineInfo: {name: p}\nroot: {inputDefinitions: {parameters: {"
+                    "whole: {parameterType: NUMBER_DOUBLE, defaultValue: 1.0, isOptional: true}, "
+                    "count: {parameterType: NUMBER_INTEGER}, "
+                    "cfg: {parameterType: STRUCT, isOptional: true, defaultValue: {a.b: 1.0}}}}}\n")
+    package = load_package(path)
+    assert type(package.parameters["whole"].default) is float  # a double stays a double, even when whole
+    assert package.parameters["count"].default is None
+    assert coerce_parameters(package, {"count": "+5"}) == {"count": 5}  # int() reads a sign; JSON would not
+    sent = coerce_parameters(package, {"count": "1_000", "cfg.a.b": "3"})  # a struct key may itself hold a dot
+    assert sent == {"count": 1000, "cfg": {"a.b": 3}}

@@ -285,3 +285,79 @@ def test_the_html_report_of_a_synthetic_model(tmp_path: Path) -> None:
     assert "Global view" in page
     reported = core.training_drift_section(drift_state(0.0), threshold=0)
     assert "Reported only: the run sets no threshold (max_training_drift = 0)." in reported
+
+
+# --- what the figures show -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def figures(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """What each figure the reports embed shows: per axes its title, labels, legend, points, lines and bars."""
+    from components.common import report
+
+    shown: list[dict] = []
+    render = report.figure_to_img
+
+    def capture(figure, alt: str) -> str:
+        axes = []
+        for ax in figure.axes:
+            legend = ax.get_legend()
+            axes.append({
+                "title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
+                "legend": [t.get_text() for t in legend.get_texts()] if legend else [],
+                "points": [c.get_offsets().tolist() for c in ax.collections],
+                "lines": [(list(line.get_xdata()), list(line.get_ydata()), line.get_label()) for line in ax.lines],
+                "bars": [(p.get_width(), tuple(round(c, 3) for c in p.get_facecolor()[:3])) for p in ax.patches],
+                "ticks": [t.get_text() for t in ax.get_yticklabels()],
+            })
+        shown.append({"alt": alt, "size": tuple(figure.get_size_inches()), "axes": axes})
+        return render(figure, alt)
+
+    monkeypatch.setattr(report, "figure_to_img", capture)
+    return shown
+
+
+def test_the_prediction_figures_plot_actual_predicted_and_residuals(figures: list[dict]) -> None:
+    evaluation = core.evaluate_model(fmt.linear_model_from_card(CARD), TRAIN, TEST)
+    core.evaluation_report(evaluation, core.decide_gate(evaluation.metrics, 1.0))
+    assert figures[0]["alt"] == "predicted vs actual and residuals" and len(figures) == 1
+    left, right = figures[0]["axes"]
+    assert (left["title"], left["xlabel"], left["ylabel"]) == ("Predicted vs actual (test rows)",
+                                                               "actual MEDV ($1000s)", "predicted")
+    assert left["points"] == [[[3.0, 2.0], [5.0, 5.0]]]  # (actual, predicted)
+    assert left["lines"] == [([2.0, 5.0], [2.0, 5.0], "perfect")] and left["legend"] == ["perfect"]
+    assert (right["title"], right["xlabel"], right["ylabel"]) == ("Residuals", "predicted",
+                                                                  "residual (predicted - actual)")
+    assert right["points"] == [[[2.0, -1.0], [5.0, 0.0]]]  # (predicted, predicted - actual)
+    assert [ys for _, ys, _ in right["lines"]] == [[0, 0]]  # the zero line
+
+
+def test_the_importance_figure_ranks_the_features(figures: list[dict]) -> None:
+    html = core.importance_section({"A": 1.0, "B": 0.5, "C": 2.0})
+    (ax,) = figures[0]["axes"]
+    assert figures[0]["alt"] == "mean absolute contribution per feature"
+    assert ax["ticks"] == ["B", "A", "C"] and [w for w, _ in ax["bars"]] == [0.5, 1.0, 2.0]  # largest on top
+    assert (ax["xlabel"], ax["title"]) == ("mean |contribution| to the prediction ($1000s)",
+                                           "What moves the price (test rows)")
+    assert html.index("<td>C</td>") < html.index("<td>A</td>") < html.index("<td>B</td>")  # the table: largest first
+
+
+def test_the_drift_figure_colours_each_band_and_marks_the_limits(figures: list[dict]) -> None:
+    state = drift_state(100.0)
+    html = core.training_drift_section(state, threshold=0.5)
+    (ax,) = figures[0]["axes"]
+    assert figures[0]["alt"] == "population stability index per feature"
+    assert ax["ticks"] == ["A", "B"]  # lowest index at the bottom
+    assert [w for w, _ in ax["bars"]] == [state.report.psi["A"], state.report.psi["B"]]
+    blue, red = (0.282, 0.471, 0.659), (0.753, 0.251, 0.251)  # #4878a8 (stable), #c04040 (drift)
+    assert [c for _, c in ax["bars"]] == [blue, red]
+    assert [(xs[0], label) for xs, _, label in ax["lines"]] == [
+        (drift.STABLE_BELOW, f"moderate from {drift.STABLE_BELOW}"),
+        (drift.DRIFT_ABOVE, f"drift above {drift.DRIFT_ABOVE}"), (0.5, "gate threshold 0.5")]
+    assert ax["xlabel"] == "population stability index against the champion's training rows"
+    assert ax["title"] == "Training-set drift: candidate vs champion v1"
+    assert "The candidate's 200 training rows counted into the bins of champion v1's 200 training rows" in html
+    assert html.index("<td>B</td>") < html.index("<td>A</td>")
+    core.training_drift_section(state, threshold=0)
+    assert [label for _, _, label in figures[1]["axes"][0]["lines"]] == [f"moderate from {drift.STABLE_BELOW}",
+                                                                          f"drift above {drift.DRIFT_ABOVE}"]
