@@ -361,3 +361,114 @@ def test_the_drift_figure_colours_each_band_and_marks_the_limits(figures: list[d
     core.training_drift_section(state, threshold=0)
     assert [label for _, _, label in figures[1]["axes"][0]["lines"]] == [f"moderate from {drift.STABLE_BELOW}",
                                                                           f"drift above {drift.DRIFT_ABOVE}"]
+
+
+# --- the words and tables of the reports ---------------------------------------------------------------------------
+
+
+def test_gate_markdown_in_full() -> None:
+    evaluation = core.evaluate_model(fmt.linear_model_from_card(CARD), TRAIN, TEST)
+    state = drift_state(100.0)
+    psi_a, psi_b = state.report.psi["A"], state.report.psi["B"]
+    decision = core.decide_gate(evaluation.metrics, 0.5, max_rmse=0.5, champion=comparison(0.7, 0.8),
+                                champion_tolerance=0.25, training_drift=state, max_training_drift=0.5)
+    decision.notes.append("a note")
+    ls_mse = evaluation.baselines["least_squares"]["mse"]
+    ls = f"{ls_mse:.3f} | {math.sqrt(ls_mse):.3f} | {evaluation.baselines['least_squares']['mae']:.3f} | " \
+         f"{evaluation.baselines['least_squares']['r2']:.3f}"
+    assert core.gate_markdown(evaluation, decision, champion=comparison(0.7, 0.8), training_drift=state) == "\n".join([
+        "# Deployment gate: FAILED", "", "| check | result | detail |", "|---|---|---|",
+        "| max_rmse | **FAIL** | RMSE 0.707 > max_rmse 0.500 |",
+        "| beats_mean | **FAIL** | RMSE 0.707 >= mean-baseline RMSE 0.500 |",
+        f"| training_drift | **FAIL** | training-set drift against champion v1 above 0.50 in B ({psi_b:.2f}) |",
+        "| vs_champion | pass | on the 40 test rows champion v3 never trained on: RMSE 0.700 <= champion RMSE 0.800 "
+        "+ 25% (1.000) |",
+        "", "> a note",
+        "", "Same rows: 40 of 102 test rows, unseen by both in training.",
+        "", "| model | rows | RMSE | MAE | R² |", "|---|---:|---:|---:|---:|",
+        "| candidate | 40 | 0.700 | 1.000 | 0.500 |", "| champion v3 | 40 | 0.800 | 2.000 | 0.250 |",
+        "", "Training-set drift against champion v1 (200 candidate rows in the champion's bins): **drift**.",
+        "", "| feature | index | band |", "|---|---:|---|",
+        f"| B | {psi_b:.3f} | drift |", f"| A | {psi_a:.3f} | stable |",
+        "", "| predictor | MSE | RMSE | MAE | R² |", "|---|---:|---:|---:|---:|",
+        "| model (test rows) | 0.500 | 0.707 | 0.500 | 0.500 |",
+        f"| baseline: least squares | {ls} |",
+        "| baseline: mean | 1.000 | 1.000 | 1.000 | 0.000 |"]) + "\n"
+
+
+def test_a_first_model_markdown_has_no_notes_and_no_comparisons() -> None:
+    evaluation = core.evaluate_model(fmt.linear_model_from_card(CARD), TRAIN, TEST)
+    lines = core.gate_markdown(evaluation, core.decide_gate(evaluation.metrics, 1.0, max_rmse=1.0)).splitlines()
+    assert lines[:7] == ["# Deployment gate: PASSED", "", "| check | result | detail |", "|---|---|---|",
+                         "| max_rmse | pass | RMSE 0.707 <= max_rmse 1.000 |",
+                         "| beats_mean | pass | RMSE 0.707 < mean-baseline RMSE 1.000 |", ""]
+    assert lines[7] == "| predictor | MSE | RMSE | MAE | R² |" and len(lines) == 12
+
+
+def test_summaries_join_every_failure_and_note() -> None:
+    decision = core.decide_gate({"rmse": 7.0}, mean_rmse=6.0, max_rmse=6.0)
+    decision.notes += ["one", "two"]
+    assert decision.summary() == ("gate failed: RMSE 7.000 > max_rmse 6.000; RMSE 7.000 >= mean-baseline RMSE "
+                                  "6.000 (one) (two)")
+
+
+def test_the_html_tables_say_what_they_hold(tmp_path: Path) -> None:
+    fmt.write_card(tmp_path, {**CARD, "feature_means": [1.5, 0.5]})
+    evaluation = core.evaluate_model_dir(tmp_path, TRAIN, TEST)
+    decision = core.decide_gate(evaluation.metrics, 0.5, max_rmse=1.0)
+    decision.notes.append("a <note>")
+    page = core.evaluation_report(evaluation, decision, champion=comparison(0.7, 0.8))
+    assert "<title>Boston Housing: evaluation</title>" in page
+    assert "<p>2 test rows. Deployment gate <b class='fail'>failed</b>.</p>" in page
+    assert ("<table><tr><th>predictor</th><th>MSE</th><th>RMSE</th><th>MAE</th><th>R²</th></tr>"
+            "<tr><td>model (test rows)</td><td>0.5000</td><td>0.7071</td><td>0.5000</td><td>0.5000</td></tr>") in page
+    assert ("<h2>Gate</h2><table><tr><th>check</th><th>result</th><th>detail</th></tr>"
+            "<tr><td>max_rmse</td><td>pass</td><td>RMSE 0.707 &lt;= max_rmse 1.000</td></tr>"
+            "<tr><td>beats_mean</td><td>FAIL</td><td>RMSE 0.707 &gt;= mean-baseline RMSE 0.500</td></tr></table>"
+            "<p>a &lt;note&gt;</p><h2>Champion on the same rows</h2>") in page
+    assert ("<table><tr><th>model</th><th>rows</th><th>RMSE</th><th>MAE</th><th>R²</th></tr>"
+            "<tr><td>candidate</td><td>40</td><td>0.7000</td><td>1.0000</td><td>0.5000</td></tr>"
+            "<tr><td>champion v3</td><td>40</td><td>0.8000</td><td>2.0000</td><td>0.2500</td></tr></table>") in page
+    assert ("<table><tr><th>feature</th><th>mean |contribution|</th></tr><tr><td>A</td><td>1.0000</td></tr>"
+            "<tr><td>B</td><td>0.5000</td></tr></table>") in page
+    assert "one contribution per feature, w·(x − mean)" in page
+    passed = core.evaluation_report(evaluation, core.decide_gate(evaluation.metrics, 1.0, max_rmse=1.0))
+    assert "Deployment gate <b class='pass'>passed</b>" in passed and "No champion yet" in passed
+
+
+def test_the_drift_section_table_and_colours_of_every_band(figures: list[dict]) -> None:
+    from types import SimpleNamespace
+
+    report = SimpleNamespace(rows=150, verdict="moderate", psi={"A": 0.05, "B": 0.2, "C": 0.4, "D": 0.0},
+                             bands={"A": "stable", "B": "moderate", "C": "drift", "D": "no rows"})
+    html = core.training_drift_section(TrainingDrift("v9", report, 300), threshold=0.3)
+    assert ("<table><tr><th>feature</th><th>index</th><th>band</th></tr><tr><td>C</td><td>0.4000</td><td>drift</td>"
+            "</tr><tr><td>B</td><td>0.2000</td><td>moderate</td></tr>") in html
+    assert "Overall: <b>moderate</b>. The gate fails above 0.3.</p>" in html
+    colours = dict(zip(figures[0]["axes"][0]["ticks"], (c for _, c in figures[0]["axes"][0]["bars"]), strict=True))
+    hexed = {name: "#" + "".join(f"{round(v * 255):02x}" for v in rgb) for name, rgb in colours.items()}
+    assert hexed == {"A": "#4878a8", "B": "#e0a030", "C": "#c04040", "D": "#888888"}
+    assert core.training_drift_rows(TrainingDrift("v9", report, 300))[0] == ("C", 0.4, "drift")
+
+
+def test_r2_is_defined_for_any_spread_in_the_target() -> None:
+    assert core.regression_metrics([0.0, 1.0], [0.0, 1.0])["r2"] == 1.0  # total sum of squares 0.5
+    assert core.regression_metrics([0.0, 1.0], [0.5, 0.5])["r2"] == 0.0
+
+
+def test_the_least_squares_baseline_of_an_exactly_linear_target_is_exact() -> None:
+    train = pd.DataFrame({"A": [0.0, 1.0, 2.0, 3.0], "B": [0.0, 1.0, 0.0, 2.0]})
+    train["MEDV"] = 2 * train["A"] - train["B"] + 1
+    test = pd.DataFrame({"A": [5.0, -1.0], "B": [1.0, 3.0], "MEDV": [10.0, -4.0]})
+    baseline = core.evaluate_model(fmt.linear_model_from_card(CARD), train, test).baselines["least_squares"]
+    assert baseline["mse"] == pytest.approx(0.0, abs=1e-20) and baseline["r2"] == pytest.approx(1.0)
+
+
+def test_every_feature_over_the_threshold_is_named() -> None:
+    report = drift.DriftReport(200, {"A": 0.6, "B": 0.7, "C": 0.1}, {"A": "drift", "B": "drift", "C": "stable"},
+                               "drift")
+    decision = core.decide_gate({"rmse": 4.0}, 9.0, 9.0, training_drift=TrainingDrift("v1", report, 200),
+                                max_training_drift=0.5)
+    assert decision.failures == ["training-set drift against champion v1 above 0.50 in B (0.70), A (0.60)"]  # highest first
+    no_features = drift.DriftReport(200, {}, {}, "stable")
+    assert core.champion_metrics(None, TrainingDrift("v1", no_features, 200)) == {"training_drift_max_psi": 0.0}
