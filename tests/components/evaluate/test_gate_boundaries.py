@@ -469,6 +469,7 @@ def test_every_feature_over_the_threshold_is_named() -> None:
                                "drift")
     decision = core.decide_gate({"rmse": 4.0}, 9.0, 9.0, training_drift=TrainingDrift("v1", report, 200),
                                 max_training_drift=0.5)
-    assert decision.failures == ["training-set drift against champion v1 above 0.50 in B (0.70), A (0.60)"]  # highest first
+    # highest first
+    assert decision.failures == ["training-set drift against champion v1 above 0.50 in B (0.70), A (0.60)"]
     no_features = drift.DriftReport(200, {}, {}, "stable")
     assert core.champion_metrics(None, TrainingDrift("v1", no_features, 200)) == {"training_drift_max_psi": 0.0}
