@@ -1,8 +1,6 @@
-"""The predictor's two error types: a refused request (an HTTP status and one line) and a failed start-up."""
+"""The predictor's own error: a refused request (an HTTP status and one line). Start-up failures are BadInput."""
 
 from __future__ import annotations
-
-from boston_model.errors import OneLineError
 
 
 class RequestError(Exception):
@@ -11,13 +9,13 @@ class RequestError(Exception):
     Attributes:
         status: The HTTP status to answer with.
         message: One line for the client.
+        declared: For a 413, the body's Content-Length when it had one (how much is left to drain).
     """
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, declared: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.declared = declared
 
 
-class StartupError(OneLineError):
-    """The server cannot start; the message is the one line printed on stderr (the project's one-line error)."""

@@ -91,10 +91,10 @@ class Offer:
         self._server.listen(8)
         os.replace(temporary, self.path)
         self._closed = False
-        self._thread = threading.Thread(target=self._serve, name="listener-handover", daemon=True)
+        self._thread = threading.Thread(target=self._answer, name="listener-handover", daemon=True)
         self._thread.start()
 
-    def _serve(self) -> None:
+    def _answer(self) -> None:
         while not self._closed:
             try:
                 conn, _ = self._server.accept()

@@ -10,8 +10,10 @@ from typing import Any
 
 from boston_model.card import LinearModel, linear_model_from_card, read_card
 from boston_model.errors import BadInput
-from boston_model.versions import MANIFEST, verify_manifest
-from boston_predictor.errors import StartupError
+
+# `boston_model.versions.MANIFEST` (a test checks they agree). That module imports the S3 client (minio, about
+# 0.2 s of start-up), which a local folder needs only to verify a manifest it holds: it is imported then.
+MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -26,27 +28,32 @@ class ModelSource:
 def load_folder(folder: Path) -> tuple[dict[str, Any], LinearModel]:
     """Checks a model folder (manifest, no empty or missing files) and loads the folded model from its card."""
     if not folder.is_dir():
-        raise StartupError("the model folder does not exist or is not a folder")
+        raise BadInput("the model folder does not exist or is not a folder")
     manifest_path = folder / MANIFEST
     try:
         if manifest_path.is_file():
             # KServe's storage initializer copies the whole version prefix, manifest included: verify it here too.
-            verify_manifest(folder, json.loads(manifest_path.read_text()))
+            from boston_model.versions import verify_manifest
+
+            try:
+                verify_manifest(folder, json.loads(manifest_path.read_text()))
+            except BadInput as exc:
+                raise BadInput(str(exc)) from None
         empty = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()
                        and p.stat().st_size == 0)
         if empty:
-            raise StartupError(f"the model folder has empty file(s): {', '.join(empty[:5])}")
+            raise BadInput(f"the model folder has empty file(s): {', '.join(empty[:5])}")
         saved_model = folder / "1" / "saved_model.pb"
         if not saved_model.is_file():
-            raise StartupError("the model folder has no 1/saved_model.pb (an incomplete copy?)")
+            raise BadInput("the model folder has no 1/saved_model.pb (an incomplete copy?)")
         card = read_card(folder)
         return card, linear_model_from_card(card)
     except BadInput as exc:
-        raise StartupError(str(exc)) from None
+        raise BadInput(str(exc)) from None
     except json.JSONDecodeError:
-        raise StartupError(f"{MANIFEST} is not valid JSON") from None
+        raise BadInput(f"{MANIFEST} is not valid JSON") from None
     except OSError as exc:
-        raise StartupError(f"cannot read the model folder ({exc.strerror or type(exc).__name__})") from None
+        raise BadInput(f"cannot read the model folder ({exc.strerror or type(exc).__name__})") from None
 
 
 def manifest_version(folder: Path) -> str | None:
@@ -73,9 +80,9 @@ def fetch_from_s3(uri: str, dest: Path) -> str | None:
     try:
         settings = S3Settings.from_env()
         if settings is None:
-            raise StartupError("--storage_uri needs MINIO_ENDPOINT, MINIO_ACCESS_KEY and MINIO_SECRET_KEY to be set")
+            raise BadInput("--storage_uri needs MINIO_ENDPOINT, MINIO_ACCESS_KEY and MINIO_SECRET_KEY to be set")
         manifest = fetch_version(ObjectStore(settings), uri, dest)
     except (StoreError, BadInput, ValueError) as exc:
-        raise StartupError(str(exc)) from None
+        raise BadInput(str(exc)) from None
     version = manifest.get("version")
     return str(version) if version else None

@@ -16,7 +16,8 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from starlette.exceptions import HTTPException
 
 from boston_model.card import EQUALITY_ATOL
-from boston_predictor.errors import RequestError, StartupError
+from boston_model.errors import BadInput
+from boston_predictor.errors import RequestError
 from boston_predictor.explain import Explainer, explain_body, explain_payload
 from boston_predictor.loading import ModelSource, fetch_from_s3, load_folder, manifest_version, name_from_uri
 from boston_predictor.protocol import rows_from_v1, rows_from_v2
@@ -32,11 +33,13 @@ class BostonHousingModel(Model):
     serve raw request bodies (the ASGI front calls them); `predict` serves KServe's own dataplane with the same code.
     """
 
-    def __init__(self, name: str | None, source: ModelSource, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+    def __init__(self, name: str | None, source: ModelSource, max_batch: int = DEFAULT_MAX_BATCH,
+                 count_inputs: bool = True) -> None:
         super().__init__(name or "unnamed")
         self._requested_name = name
         self.source = source
         self.max_batch = max_batch
+        self.count_inputs = count_inputs
         self.spec: ModelSpec | None = None
         self.explainer: Explainer | None = None
         self.ready = False
@@ -44,7 +47,7 @@ class BostonHousingModel(Model):
     # --- loading ---------------------------------------------------------------------------------------------
 
     def load(self) -> bool:
-        """Loads, verifies and self-checks the model; raises `StartupError` with one line when it cannot."""
+        """Loads, verifies and self-checks the model; raises `BadInput` with one line when it cannot."""
         version_hint = None
         if self.source.storage_uri:
             with tempfile.TemporaryDirectory(prefix="boston-model-") as tmp:
@@ -55,7 +58,7 @@ class BostonHousingModel(Model):
             version_hint = manifest_version(Path(self.source.model_dir or "."))
         name = self._requested_name or card.get("model_name") or name_from_uri(self.source.storage_uri)
         if not name:
-            raise StartupError("no model name: pass --model_name (the model card does not carry one)")
+            raise BadInput("no model name: pass --model_name (the model card does not carry one)")
         self.name = name
         signature = card.get("signature") if isinstance(card.get("signature"), dict) else {}
         self.spec = ModelSpec(
@@ -69,6 +72,10 @@ class BostonHousingModel(Model):
         )
         self.explainer = Explainer.from_card(card, self.spec)
         self._self_check(card)
+        if self.count_inputs:
+            from boston_predictor.inputs import InputCounts
+
+            self.spec.inputs = InputCounts(name, card).register()
         self.ready = True
         return self.ready
 
@@ -84,7 +91,7 @@ class BostonHousingModel(Model):
         for label, got in (("V1", np.asarray(v1, dtype=np.float64).reshape(-1)), ("V2", np.asarray(v2))):
             diff = float(np.max(np.abs(got - expected)))
             if not diff <= EQUALITY_ATOL:
-                raise StartupError(f"self-check failed: {label} answers differ from the SavedModel by {diff:.3g}")
+                raise BadInput(f"self-check failed: {label} answers differ from the SavedModel by {diff:.3g}")
 
     # --- the request path (shared by the ASGI front, KServe's dataplane and the self-check) -------------------
 

@@ -131,8 +131,8 @@ def _check_v2_request(payload: Any, spec: ModelSpec, owned_only: bool) -> tuple[
         raise RequestError(400, "parameters must be an object")
     outputs = payload.get("outputs")
     if outputs is not None:
-        if type(outputs) is not list or not all(type(o) is dict and "name" in o for o in outputs):
-            raise RequestError(400, 'outputs must be a list of objects with a "name"')
+        if type(outputs) is not list or not all(type(o) is dict and type(o.get("name")) is str for o in outputs):
+            raise RequestError(400, 'outputs must be a list of objects with a string "name"')
         if owned_only and any(o.keys() != {"name"} for o in outputs):
             raise NotOwned
         unknown = {o["name"] for o in outputs if o["name"] != spec.output_name}
@@ -152,9 +152,10 @@ def _check_v2_request(payload: Any, spec: ModelSpec, owned_only: bool) -> tuple[
         if extra:
             raise RequestError(400, f"{where} has unknown key(s) {quoted_names(extra)}")
         datatype = tensor["datatype"]
-        if datatype not in NUMERIC_DATATYPES:
+        if type(datatype) is not str or datatype not in NUMERIC_DATATYPES:
+            got = repr(datatype[:20]) if type(datatype) is str else kind_of(datatype)
             raise RequestError(400, f"{where}.datatype must be a number type (FP32 or FP64; FP16 and integers "
-                                    f"too), got {str(datatype)[:20]!r}")
+                                    f"too), got {got}")
         if owned_only and (datatype not in FAST_DATATYPES or tensor.get("parameters")):
             raise NotOwned
         if type(tensor["name"]) is not str:

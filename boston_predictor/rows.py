@@ -193,4 +193,6 @@ def predict_rows(spec: ModelSpec, rows: np.ndarray) -> np.ndarray:
     if not all_finite(predictions):
         row = int(np.argmin(np.isfinite(predictions)))
         raise RequestError(400, f"row {row}: the prediction is not finite (the input values are too large)")
+    if spec.inputs is not None:
+        spec.inputs.add(rows)  # answered rows only: what the endpoint was really asked
     return predictions

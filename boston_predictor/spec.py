@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME
 from prometheus_client import Counter
 
 from boston_model.card import LinearModel
+
+if TYPE_CHECKING:
+    from boston_predictor.inputs import InputCounts
 
 DEFAULT_BIND = "127.0.0.1"
 # 10 000 rows of 13 full-precision floats is about 2.5 MB of JSON; the two limits are set to agree.
@@ -60,6 +63,7 @@ class ModelSpec:
         signature_name: The SavedModel signature served.
         version: The model version, when known (from the storage URI or manifest).
         max_batch: Most rows accepted in one request.
+        inputs: Where served rows are counted for drift (`boston_predictor.inputs`); the self-check is not counted.
     """
 
     name: str
@@ -69,6 +73,7 @@ class ModelSpec:
     signature_name: str
     version: str | None
     max_batch: int
+    inputs: InputCounts | None = None  # served rows per feature and training bin (None: not counted)
     features: tuple[str, ...] = field(init=False)
     feature_set: frozenset[str] = field(init=False)
     metrics: Metrics = field(init=False, repr=False)

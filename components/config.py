@@ -63,3 +63,6 @@ MAX_REPLICAS = 3
 CANARY_TRAFFIC_PERCENT = 100  # 100 = roll out fully; less keeps the rest of the traffic on the previous revision
 ISTIO_SIDECAR = False  # KFP pods run without a sidecar; with one on the predictor, the in-cluster smoke test needs mTLS
 READY_TIMEOUT_S = 600
+# V2 over gRPC beside REST on the custom runtime (port 8081, named h2c). KServe's Knative (serverless) mode allows one
+# container port per predictor: set the serving key grpc to false there.
+GRPC = True

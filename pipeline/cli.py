@@ -113,7 +113,7 @@ def _run_arguments(args: argparse.Namespace) -> dict[str, Any]:
         "model_name": args.model_name, "bucket": args.bucket,
         "serving": {"local_port": args.port,
                     **({"predictor_image": args.predictor_image} if args.predictor_image else {})},
-    }  # run_local sets the serving target "local" and s3_endpoint="" (the store comes through the environment)
+    }  # run_local sets the serving target "process" and s3_endpoint="" (the store comes through the environment)
 
 
 def _preflight_source(source: str, drop_columns: str) -> None:

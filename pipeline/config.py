@@ -17,6 +17,7 @@ from components.config import (  # noqa: F401 - re-exported: one name space for 
     DEPLOY_TARGET,
     EPOCHS,
     FEATURES,
+    GRPC,
     IMAGE,
     ISTIO_SIDECAR,
     KSERVE_NAMESPACE,

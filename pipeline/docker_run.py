@@ -39,8 +39,8 @@ def engine() -> Any:
         client.ping()
     except docker.errors.DockerException:
         where = os.environ.get("DOCKER_HOST") or DEFAULT_ENGINE
-        raise BadInput(f"no Docker engine answers at {where}: start one (dockerd; see the README's "
-                                "'Run in containers') or use the default subprocess runner") from None
+        raise BadInput(f"no Docker engine answers at {where}: start one (dockerd; see docs/containers.md) "
+                       "or use the default subprocess runner") from None
     return client
 
 

@@ -199,8 +199,9 @@ class Cluster:
 
 
 def serving_target(settings: ServingSettings, store: ObjectStore, model_name: str, cluster: Cluster | None = None,
-                   log: Callable[[str], None] = print) -> Target:
-    """The release target the settings name, for a promote from this machine."""
+                   log: Callable[[str], None] = print, champion: Mapping[str, Any] | None = None) -> Target:
+    """The release target the settings name, for a promote from this machine (``champion``: the record, whose
+    storage-initializer image a container promote reuses)."""
     if settings.target == "process":
         from components.deploy.process import ProcessTarget
 
@@ -208,7 +209,8 @@ def serving_target(settings: ServingSettings, store: ObjectStore, model_name: st
     if settings.target == "container":
         from components.deploy.container import ContainerTarget
 
-        return ContainerTarget(store, model_name, settings.local_port, settings.predictor_image, config.IMAGE,
+        initializer = str((champion or {}).get("initializer_image") or config.IMAGE)
+        return ContainerTarget(store, model_name, settings.local_port, settings.predictor_image, initializer,
                                str(_state()), log=log)
     from components.deploy.kserve_api import InferenceServices, current_namespace, kube_api_client
     from components.deploy.kserve_target import KServeTarget
@@ -236,10 +238,11 @@ def promote_model(version: str, serving: Mapping[str, Any] | None = None, model_
     """
     store = store or open_store()
     resolved = _resolve(store, bucket, model_name, version)
-    values = settings_for(read_champion(store, bucket, model_name), resolved, dict(serving or {}))
+    champion = read_champion(store, bucket, model_name)
+    values = settings_for(champion, resolved, dict(serving or {}))
     values.setdefault("target", "process")
     settings = parse_serving(values)
-    target = serving_target(settings, store, model_name, cluster, log)
+    target = serving_target(settings, store, model_name, cluster, log, champion)
     return release(store, ModelLocation(bucket, model_name, resolved), target, settings, lock_dir=_state(),
                    history=_history, log=log)
 

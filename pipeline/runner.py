@@ -147,7 +147,7 @@ def run_local(
     """The embedded default end to end: start (or find) the store, compile, run the compiled YAML on kfp.local.
 
     Args:
-        arguments: Pipeline parameters; the ``serving`` target is "local" ("container" with the docker runner; its
+        arguments: Pipeline parameters; the ``serving`` target is "process" ("container" with the docker runner; its
             other keys, such as ``local_port``, may be given) and ``s3_endpoint`` defaults to "" (the store is
             handed to the steps through the environment).
         cache: Reuse results of unchanged steps (deploy always runs).

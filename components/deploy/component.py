@@ -26,7 +26,8 @@ def deploy_model(
         model: The trained model folder.
         predictions: Evaluate's test predictions (the smoke test compares the live endpoint with them).
         metrics: Evaluate's metrics (recorded in the champion record).
-        applied_spec: What was applied: the InferenceService YAML (kserve) or the local server's record (local).
+        applied_spec: What was applied: the InferenceService YAML (kserve) or the served predictor's record
+            (process, container).
         model_name: Model name: S3 prefix, InferenceService name and served name.
         bucket: Bucket of the model store.
         s3_endpoint: S3/MinIO endpoint; empty = MINIO_ENDPOINT from the environment.

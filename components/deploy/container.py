@@ -194,6 +194,7 @@ class ContainerTarget:
         self.client = client or engine()
         self.log = log
         self.endpoint = f"http://{HOST}:{port}"
+        self.grpc: str | None = None  # host:port of the serving container's V2 gRPC, once started
         # Shared by the deploy step (the runner mounts the state folder's serving/ at the same path) and the
         # predictor containers (mounted at HANDOVER_MOUNT); the containers' user must be able to bind in it.
         self.handover_dir = Path(scope) / "serving" / "containers" / str(port)
@@ -221,16 +222,20 @@ class ContainerTarget:
         volume = initialize_storage(self.client, self.scope, self.port, self.initializer_image,
                                     self.store.settings, uri, shape, self.log)
         trial = free_port(HOST)
+        ports = {f"{shape.port}/tcp": (HOST, trial)}
+        if shape.grpc_port:  # V2 over gRPC, published on loopback too (a port of its own for each container)
+            ports[f"{shape.grpc_port}/tcp"] = (HOST, free_port(HOST))
         container = _run(
             self.client, self.predictor_image, "predictor",
             command=[*shape.args, "--takeover", f"{HANDOVER_MOUNT}/listener.sock"], environment=dict(shape.env),
             name=f"{container_name(self.model_name, self.port)}-{trial}",
-            ports={f"{shape.port}/tcp": (HOST, trial)},
+            ports=ports,
             labels=_labels(self.scope, self.port, "predictor", self.model_name, uri),
             volumes={volume: {"bind": shape.model_mount, "mode": "ro"},
                      str(self.handover_dir): {"bind": HANDOVER_MOUNT, "mode": "rw"}},
         )
         candidate = Candidate(f"http://{HOST}:{trial}", (container, volume))
+        self.grpc = f"{HOST}:{ports[f'{shape.grpc_port}/tcp'][1]}" if shape.grpc_port else None
         try:
             wait_ready(container, candidate.url, self.model_name)
         except ReleaseFailed:
@@ -273,7 +278,9 @@ class ContainerTarget:
         """Nothing to check before an upload: this target fails, if at all, when it starts the version."""
 
     def record(self) -> dict[str, Any]:
-        return {"image": self.predictor_image}
+        # The storage-initializer image is the runner's setting, not the version's: a promote reuses it.
+        return {"image": self.predictor_image, "initializer_image": self.initializer_image,
+                **({"grpc": self.grpc} if self.grpc else {})}
 
 
 def _remove(client: docker.DockerClient, containers: list[Any], volumes: list[str]) -> None:

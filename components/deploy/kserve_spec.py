@@ -24,7 +24,7 @@ from kubernetes import client as k8s
 
 from boston_model.errors import BadInput
 from boston_model.store import parse_s3_uri
-from components.deploy.predictor_container import predictor_container
+from components.deploy.predictor_container import GRPC_PORT, GRPC_PORT_NAME, PREDICTOR_PORT, predictor_container
 
 GROUP = kserve_constants.KSERVE_GROUP
 VERSION = kserve_constants.KSERVE_V1BETA1_VERSION
@@ -36,6 +36,11 @@ RUNTIMES = ("tensorflow", "custom")
 TF_SERVING_RUNTIME = "kserve-tensorflow-serving"  # KServe's ClusterServingRuntime for TensorFlow SavedModels
 ANNOTATION_SIDECAR = "sidecar.istio.io/inject"
 ANNOTATION_TAG_ROUTING = "serving.kserve.io/enable-tag-routing"
+# KServe's documented switch and the port/path Prometheus scrapes (the custom runtime's /metrics: KServe's own
+# metrics and the served rows per feature and training bin that `boston-pipeline models drift` reads).
+ANNOTATION_SCRAPE = "serving.kserve.io/enable-prometheus-scraping"
+ANNOTATION_METRICS_PORT = "prometheus.kserve.io/port"
+ANNOTATION_METRICS_PATH = "prometheus.kserve.io/path"
 PART_OF = "boston-housing-kfp"
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _NAME_MAX = 63
@@ -99,6 +104,7 @@ def build_inference_service(
     runtime_version: str = "",
     predictor_image: str = "",
     trained_tf_version: str | None = None,
+    grpc: bool = True,
 ) -> V1beta1InferenceService:
     """Builds the InferenceService that serves ``storage_uri`` as ``model_name`` (pure: no I/O).
 
@@ -117,6 +123,8 @@ def build_inference_service(
         runtime_version: TF Serving image tag (runtime "tensorflow").
         predictor_image: Image of the custom predictor (runtime "custom").
         trained_tf_version: TensorFlow that trained the model; TF Serving must be at least as new.
+        grpc: Serve V2 over gRPC beside REST (runtime "custom"): port 8081 declared as KServe expects, named
+            ``h2c``. Knative (serverless mode) accepts one container port only: pass False there.
 
     Raises:
         ValueError: An invalid name, runtime, replica range, traffic share, URI, image or runtime version.
@@ -157,16 +165,28 @@ def build_inference_service(
     else:
         if not predictor_image:
             raise BadInput("runtime 'custom' needs the predictor image")
-        shape = predictor_container(model_name, uri)
+        shape = predictor_container(model_name, uri, grpc_port=GRPC_PORT if grpc else None)
+        ports = [k8s.V1ContainerPort(container_port=shape.port, protocol="TCP")]
+        if shape.grpc_port:
+            ports.append(k8s.V1ContainerPort(name=GRPC_PORT_NAME, container_port=shape.grpc_port, protocol="TCP"))
         predictor.containers = [k8s.V1Container(
             name=shape.name,
             image=predictor_image,
             args=list(shape.args),
             env=[k8s.V1EnvVar(name=key, value=value) for key, value in shape.env.items()],
-            ports=[k8s.V1ContainerPort(container_port=shape.port, protocol="TCP")],
+            ports=ports,
             resources=requirements,
+            # Ready only once the model is loaded and self-checked: a rollout moves traffic to a new pod only then,
+            # and KServe's rolling update keeps the old pods until it is (no gap; docs/kubeflow.md).
+            readiness_probe=k8s.V1Probe(
+                http_get=k8s.V1HTTPGetAction(path=f"/v2/models/{model_name}/ready", port=shape.port),
+                period_seconds=2, failure_threshold=3,
+            ),
         )]
     annotations = {ANNOTATION_SIDECAR: "true" if istio_sidecar else "false"}
+    if runtime == "custom":
+        annotations.update({ANNOTATION_SCRAPE: "true", ANNOTATION_METRICS_PORT: str(PREDICTOR_PORT),
+                            ANNOTATION_METRICS_PATH: "/metrics"})
     if canary_traffic_percent < 100:
         # Gives the latest revision its own URL, so the smoke test can reach it and not the traffic split.
         annotations[ANNOTATION_TAG_ROUTING] = "true"

@@ -148,6 +148,7 @@ def builder_kwargs(settings: ServingSettings, namespace: str) -> dict[str, Any]:
         "min_replicas": settings.min_replicas, "max_replicas": settings.max_replicas,
         "canary_traffic_percent": settings.canary_traffic_percent, "istio_sidecar": settings.istio_sidecar,
         "runtime_version": settings.runtime_version, "predictor_image": settings.predictor_image,
+        "grpc": settings.grpc,
     }
 
 

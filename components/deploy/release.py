@@ -254,7 +254,8 @@ def release(
             diff = smoke_test(candidate.url, location.name, smoke)
         log(f"smoke test passed on {candidate.url} (max |diff| {diff:.2g} over {len(smoke.rows)} rows, against "
             f"{smoke.source})")
-        previous = target.switch(candidate)
+        with _undo(lambda: target.stop(candidate), f"; {keeps}"):
+            previous = target.switch(candidate)
         with _undo(lambda: target.switch_back(previous, candidate), f"; switched back, {keeps}"):
             champion = move_champion(store, location, _record(stored, target, settings, before), before, history)
         target.retire(previous)

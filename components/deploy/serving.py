@@ -40,6 +40,7 @@ class ServingSettings:
         max_replicas: Maximum predictor replicas.
         canary_traffic_percent: Traffic share of the new revision; 100 rolls out fully.
         istio_sidecar: Inject the Istio sidecar into the predictor pods.
+        grpc: Serve V2 over gRPC beside REST (runtime "custom"); false for KServe's Knative mode (one port).
         ready_timeout_s: Seconds the new InferenceService generation may take to become Ready.
         local_port: Port of the local predictor (targets "process" and "container"), on 127.0.0.1.
     """
@@ -58,6 +59,7 @@ class ServingSettings:
     max_replicas: int = config.MAX_REPLICAS
     canary_traffic_percent: int = config.CANARY_TRAFFIC_PERCENT
     istio_sidecar: bool = config.ISTIO_SIDECAR
+    grpc: bool = config.GRPC
     ready_timeout_s: int = config.READY_TIMEOUT_S
     local_port: int = config.LOCAL_PORT
 

@@ -183,3 +183,40 @@ def test_deploy_rejects_an_unknown_target_before_storing_anything(tmp_path, caps
     err = capsys.readouterr().err
     assert err.startswith("ERROR deploy: ") and "nowhere" in err and err.count("\n") == 1
 
+
+
+def test_deploy_refuses_when_the_champion_moved_after_its_gate(s3_server, tmp_path, free_port, capsys):
+    """Two runs at once: the second gated against no champion, but the first promoted one before it deployed."""
+    from boston_model.store import ObjectStore
+    from boston_model.versions import read_champion
+
+    port, bucket = free_port(), f"gate-{tmp_path.name[-12:].lower().replace('_', '-')}"
+    store = ObjectStore(s3_server)
+
+    def deploy(folder: str, bias: float, gated: str):
+        model = make_model(tmp_path / f"{folder}-{gated or 'none'}", bias=bias)
+        model.predictions.to_csv(tmp_path / f"{folder}.csv", index=False)
+        predictions = _artifact(Dataset, tmp_path / f"{folder}.csv", champion_version=gated)  # as evaluate wrote it
+        with store_environment(s3_server):
+            return deploy_model.python_func(
+                model=_artifact(Model, model.path), predictions=predictions,
+                metrics=_artifact(Metrics, tmp_path / f"{folder}-metrics", rmse=4.9),
+                applied_spec=_artifact(Artifact, tmp_path / f"{folder}-applied"), model_name=config.MODEL_NAME,
+                bucket=bucket, s3_endpoint="", serving={"target": "process", "local_port": port})
+
+    try:
+        first = deploy("a", 22.5, gated="")  # the first run's gate saw no champion, and none moved in between
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            deploy("b", 30.0, gated="")  # the second run's gate also saw none: it compared against nothing
+        assert info.value.code == 1
+        err = capsys.readouterr().err
+        assert err == (f"ERROR deploy: the champion moved from none to {first.version} after the gate compared "
+                       "against it; nothing changed (run again to gate against the new champion)\n")
+        assert read_champion(store, bucket, config.MODEL_NAME)["version"] == first.version
+        stored = {k.split("/")[1] for k in store.list_keys(bucket, f"{config.MODEL_NAME}/") if k.count("/") == 2}
+        assert stored == {first.version}  # nothing uploaded for the refused run
+        second = deploy("b", 30.0, gated=first.version)  # gated against the champion that serves: released
+        assert read_champion(store, bucket, config.MODEL_NAME)["version"] == second.version
+    finally:
+        stop_served(state_dir(), port)

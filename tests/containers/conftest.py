@@ -34,7 +34,7 @@ def docker_client() -> Iterator[Any]:
         client = docker.from_env()
         client.ping()
     except Exception:  # noqa: BLE001 - any failure to reach the engine means the same: no engine here
-        unavailable("no Docker engine answers (start dockerd, see the README's 'Run in containers')")
+        unavailable("no Docker engine answers (start dockerd, see docs/containers.md)")
     yield client
     client.close()
 

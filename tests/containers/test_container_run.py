@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -116,6 +117,11 @@ def test_the_predictor_runs_the_builder_shape_as_non_root(first_run, docker_clie
     # over through the handover folder (the only other mount).
     [binding] = attrs["HostConfig"]["PortBindings"][f"{shape.port}/tcp"]
     assert binding["HostIp"] == "127.0.0.1" and binding["HostPort"] != str(port)
+    # V2 over gRPC, as on the cluster, published on loopback only; the champion record says where.
+    [grpc] = attrs["HostConfig"]["PortBindings"][f"{shape.grpc_port}/tcp"]
+    assert grpc["HostIp"] == "127.0.0.1" and champion["grpc"] == f"127.0.0.1:{grpc['HostPort']}"
+    with socket.create_connection(("127.0.0.1", int(grpc["HostPort"])), timeout=10):
+        pass  # something listens there (tests/kserve/test_grpc.py speaks the protocol to the same server)
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
     assert mounts[shape.model_mount]["RW"] is False and set(mounts) == {shape.model_mount, ct.HANDOVER_MOUNT}
     code, out = container.exec_run(["id", "-u"])
@@ -226,6 +232,25 @@ def test_a_second_run_replaces_the_container(first_run, docker_client, cli_env, 
     assert new.id != old.id and new.labels[f"{ct.LABEL}.uri"] == after["uri"]
     volumes = docker_client.volumes.list(filters={"label": f"{ct.LABEL}.scope={container_state}"})
     assert len(volumes) == 1
+
+
+def test_rollback_on_the_container_target_serves_the_previous_version_without_a_gap(
+        first_run, docker_client, cli_env, container_state, port, store_settings):
+    store = ObjectStore(store_settings)
+    before = read_champion(store, config.BUCKET, config.MODEL_NAME)
+    assert before["target"] == "container" and before["previous"]  # the second run replaced the first
+    url = f"http://127.0.0.1:{port}/v1/models/{config.MODEL_NAME}:predict"
+    rows = _evaluate_predictions(container_state)[before["feature_names"]].to_numpy(dtype=np.float64)[:1]
+    with SteadyLoad(url, rows, limit_s=300) as load:
+        result = cli("models", "rollback", env=cli_env)  # the target and images come from the champion record
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert load.failures == [] and len(load.answers) > 10
+    after = read_champion(store, config.BUCKET, config.MODEL_NAME)
+    assert after["version"] == before["previous"] and after["target"] == "container"
+    served = ct.find_served(docker_client, str(container_state), port)
+    assert served is not None and served.uri == after["uri"]
+    assert len(docker_client.containers.list(filters={"label": [f"{ct.LABEL}.scope={container_state}",
+                                                               f"{ct.LABEL}.role=predictor"]})) == 1
 
 
 def test_down_stops_the_predictor_container(first_run, docker_client, cli_env, container_state, port):

@@ -119,6 +119,7 @@ class Predictor:
     port: int
     log_dir: Path
     host: str = "127.0.0.1"
+    grpc_port: int | None = None
     _conn: http.client.HTTPConnection | None = field(default=None, repr=False)
 
     @property
@@ -220,7 +221,8 @@ def spawn(
     with open(log_dir / "stdout.log", "wb") as out, open(log_dir / "stderr.log", "wb") as err:
         process = subprocess.Popen(argv, stdout=out, stderr=err, env=full_env, cwd=str(log_dir))
     host = args[args.index("--bind") + 1] if "--bind" in args else "127.0.0.1"
-    return Predictor(process, port, log_dir, host)
+    grpc_port = int(args[args.index("--grpc_port") + 1]) if "--grpc_port" in args else None
+    return Predictor(process, port, log_dir, host, grpc_port)
 
 
 @pytest.fixture(scope="session")
@@ -231,6 +233,23 @@ def predictor(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "--model_dir", str(model_dir),
         "--max_batch", str(MAX_BATCH),
         "--max_body_bytes", str(MAX_BODY_BYTES),
+    )
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def grpc_predictor(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Predictor]:
+    """The shared server's twin with V2 over gRPC on (``--enable_grpc true``), on another loopback port."""
+    server = spawn(
+        tmp_path_factory.mktemp("grpc-predictor"),
+        "--model_dir", str(model_dir),
+        "--max_batch", str(MAX_BATCH),
+        "--max_body_bytes", str(MAX_BODY_BYTES),
+        "--enable_grpc", "true", "--grpc_port", str(free_port()),
     )
     try:
         server.wait_ready()
@@ -275,14 +294,17 @@ STOCK_KSERVE = Path(__file__).resolve().with_name("stock_kserve.py")
 
 @pytest.fixture(scope="session")
 def stock_kserve(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Predictor]:
-    """Stock KServe (`stock_kserve.py`) serving the same linear map as the shared predictor: the reference."""
+    """Stock KServe (`stock_kserve.py`) serving the same linear map as the shared predictor: the reference.
+
+    REST and gRPC (KServe's default), both on loopback.
+    """
     log_dir = tmp_path_factory.mktemp("stock-kserve")
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     argv = [sys.executable, str(STOCK_KSERVE), "--model_dir", str(model_dir), "--model_name", MODEL_NAME,
-            "--http_port", str(port), "--enable_grpc", "false"]
+            "--http_port", str(port), "--grpc_port", str(grpc_port)]
     with open(log_dir / "stdout.log", "wb") as out, open(log_dir / "stderr.log", "wb") as err:
         process = subprocess.Popen(argv, stdout=out, stderr=err, cwd=str(log_dir))
-    server = Predictor(process, port, log_dir)
+    server = Predictor(process, port, log_dir, grpc_port=grpc_port)
     try:
         server.wait_ready()
         yield server

@@ -5,10 +5,10 @@ A `kserve.Model` serving the model card's linear map, written the way KServe's o
 KServe's defaults. The map returns shape ``(n, 1)``, as the SavedModel's ``Dense(1)`` does. It uses nothing from
 this project, so its answers are KServe's, not ours.
 
-The one change from stock: REST listens on 127.0.0.1 (kserve 0.21 hard-codes 0.0.0.0; the project's rule is
-loopback only). gRPC is turned off on the command line. Run::
+The one change from stock: REST and gRPC listen on 127.0.0.1 (kserve 0.21 hard-codes 0.0.0.0 and ``[::]``; the
+project's rule is loopback only). gRPC is on, as KServe's default; ``--enable_grpc false`` turns it off. Run::
 
-    python tests/kserve/stock_kserve.py --model_dir DIR --model_name boston-housing --http_port N --enable_grpc false
+    python tests/kserve/stock_kserve.py --model_dir DIR --model_name boston-housing --http_port N --grpc_port M
 
 ``--quiet`` (the bench) turns off the per-request access and timing log lines, as the project's server has none.
 """
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import kserve.model_server as kserve_model_server
+import kserve.protocol.grpc.server as kserve_grpc_server
 import numpy as np
 import pandas as pd
 from kserve.model import Model
@@ -67,16 +68,35 @@ class LoopbackRESTServer(RESTServer):
         self.config.host = "127.0.0.1"
 
 
+class _LoopbackAio:
+    """`grpc.aio` for KServe's GRPCServer, whose ``start`` adds ``[::]:PORT``: the same port on 127.0.0.1."""
+
+    def __init__(self, aio: Any) -> None:
+        self._aio = aio
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._aio, name)
+
+    def server(self, *args: Any, **kwargs: Any) -> Any:
+        server = self._aio.server(*args, **kwargs)
+        add_port = server.add_insecure_port
+        server.add_insecure_port = lambda address: add_port(address.replace("[::]", "127.0.0.1"))
+        return server
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(parents=[kserve_model_server.parser])
     parser.add_argument("--model_dir", required=True)
     parser.add_argument("--quiet", action="store_true")
     args, _ = parser.parse_known_args()
     kserve_model_server.RESTServer = LoopbackRESTServer  # the name ModelServer.start builds its REST server from
+    kserve_grpc_server.aio = _LoopbackAio(kserve_grpc_server.aio)
     model = StockLinearModel(args.model_name, args.model_dir)
     model.load()
     server = kserve_model_server.ModelServer()
     if args.quiet:
         for name in ("uvicorn.access", "kserve.trace"):
             logging.getLogger(name).disabled = True
+        # KServe's gRPC LoggingInterceptor logs every call at INFO on "kserve": the bench keeps warnings only.
+        logging.getLogger("kserve").setLevel(logging.WARNING)
     server.start([model])

@@ -313,3 +313,114 @@ def test_the_matrix_covers_every_kind_of_request() -> None:
                  "empty", "content type", "batch limit", "model_name", "id", "parameters"):
         assert word.lower() in ids.lower(), word
     assert set(REFUSED_ON_PURPOSE) <= {c.id for c in CASES}
+
+
+# --- V2 over gRPC: the same rules, against stock KServe's gRPC server (KServe's InferenceServicer) -----------------
+
+
+def grpc_tensor(shape: list[int], values: Any = None, datatype: str = "FP64", name: str = "features") -> Any:
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+
+    field = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT64": "int64_contents",
+             "BYTES": "bytes_contents", "BOOL": "bool_contents"}[datatype]
+    contents = pb.InferTensorContents(**{field: values}) if values is not None else None
+    return pb.ModelInferRequest.InferInputTensor(name=name, datatype=datatype, shape=shape, contents=contents)
+
+
+def grpc_infer(*inputs: Any, raw: list[bytes] | None = None, model: str = "boston-housing", **extra: Any) -> Any:
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+
+    return pb.ModelInferRequest(model_name=model, inputs=list(inputs), raw_input_contents=raw or [], **extra)
+
+
+def grpc_cases() -> dict[str, tuple[str, Any, Any]]:
+    """id -> (method, request, same_as): the ModelInfer matrix and the health/metadata calls."""
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+
+    flat = [v for r in ROWS for v in r]
+    fp32 = np.asarray(ROWS, dtype="<f4")
+    plain = grpc_infer(grpc_tensor([1, 13], ROW))
+    return {
+        "grpc FP64 contents": ("ModelInfer", grpc_infer(grpc_tensor([3, 13], flat)), None),
+        "grpc FP32 contents": ("ModelInfer", grpc_infer(grpc_tensor([3, 13], flat, "FP32")), None),
+        "grpc FP32 raw (tritonclient's form)": ("ModelInfer", grpc_infer(grpc_tensor([3, 13], datatype="FP32"),
+                                                                         raw=[fp32.tobytes()]), None),
+        "grpc FP64 raw": ("ModelInfer", grpc_infer(grpc_tensor([3, 13]), raw=[np.asarray(ROWS).tobytes()]), None),
+        "grpc INT64 contents": ("ModelInfer", grpc_infer(grpc_tensor([1, 13], [int(v) for v in ROW], "INT64")), None),
+        "grpc with id": ("ModelInfer", grpc_infer(grpc_tensor([1, 13], ROW), id="req-9"), None),
+        "grpc one tensor per feature": ("ModelInfer", grpc_infer(*[grpc_tensor([1], [v], name=n) for n, v in zip(
+            NAMES, ROW, strict=True)]), plain),
+        "grpc wrong feature count": ("ModelInfer", grpc_infer(grpc_tensor([1, 12], ROW[:12])), None),
+        "grpc shape and data disagree": ("ModelInfer", grpc_infer(grpc_tensor([2, 13], ROW)), None),
+        "grpc rank 1": ("ModelInfer", grpc_infer(grpc_tensor([13], ROW)), None),
+        "grpc NaN": ("ModelInfer", grpc_infer(grpc_tensor([1, 13], [math.nan, *ROW[1:]])), None),
+        "grpc BYTES": ("ModelInfer", grpc_infer(grpc_tensor([1, 13], [b"1"] * 13, "BYTES")), None),
+        "grpc BOOL": ("ModelInfer", grpc_infer(grpc_tensor([1, 13], [True] * 13, "BOOL")), None),
+        "grpc no inputs": ("ModelInfer", grpc_infer(), None),
+        "grpc raw count differs": ("ModelInfer", grpc_infer(grpc_tensor([1, 13]), raw=[b"", b""]), None),
+        "grpc raw bytes short": ("ModelInfer", grpc_infer(grpc_tensor([1, 13]), raw=[b"\0" * 100]), None),
+        "grpc prediction overflows": ("ModelInfer", grpc_infer(grpc_tensor([1, 13], OVERFLOW_ROW)), None),
+        "grpc over the batch limit": ("ModelInfer", grpc_infer(grpc_tensor([MAX_BATCH + 1, 13],
+                                                                           ROW * (MAX_BATCH + 1))), None),
+        "grpc unknown model": ("ModelInfer", grpc_infer(grpc_tensor([1, 13], ROW), model="other"), None),
+        "grpc server live": ("ServerLive", pb.ServerLiveRequest(), None),
+        "grpc server ready": ("ServerReady", pb.ServerReadyRequest(), None),
+        "grpc server metadata": ("ServerMetadata", pb.ServerMetadataRequest(), None),
+        "grpc model ready": ("ModelReady", pb.ModelReadyRequest(name="boston-housing"), None),
+        "grpc model metadata": ("ModelMetadata", pb.ModelMetadataRequest(name="boston-housing"), None),
+        "grpc unknown model metadata": ("ModelMetadata", pb.ModelMetadataRequest(name="other"), None),
+    }
+
+
+GRPC_REFUSED_ON_PURPOSE: dict[str, str] = {
+    "grpc rank 1": "the model takes [n, 13]; stock's numpy broadcasting answers one number for a [13] tensor",
+    "grpc NaN": NOT_FINITE,
+    "grpc BOOL": "the features are numbers; stock's numpy multiplies booleans as 0 and 1",
+    "grpc prediction overflows": NOT_FINITE,
+    "grpc over the batch limit": "a bounded server: --max_batch rows per request; stock has no limit",
+}
+GRPC_CLIENT_ERRORS = {"INVALID_ARGUMENT", "NOT_FOUND", "UNAVAILABLE", "UNIMPLEMENTED", "RESOURCE_EXHAUSTED"}
+
+
+def grpc_call(port: int, method: str, request: Any) -> tuple[str, Any]:
+    """(status code name, response or error details) of one call."""
+    import grpc
+    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            return "OK", getattr(pb_grpc.GRPCInferenceServiceStub(channel), method)(request, timeout=30)
+        except grpc.RpcError as error:
+            return error.code().name, error.details()
+
+
+def grpc_predictions(response: Any) -> np.ndarray:
+    from kserve.protocol.infer_type import InferResponse
+
+    return InferResponse.from_grpc(response).outputs[0].as_numpy().astype(np.float64)
+
+
+@pytest.mark.parametrize("case_id", list(grpc_cases()))
+def test_grpc_answers_no_worse_than_stock_kserve(case_id: str, grpc_predictor: Any, stock_kserve: Any) -> None:
+    method, request, same_as = grpc_cases()[case_id]
+    stock_code, stock = grpc_call(stock_kserve.grpc_port, method, request)
+    code, ours = grpc_call(grpc_predictor.grpc_port, method, request)
+    assert code in GRPC_CLIENT_ERRORS | {"OK"}, (code, ours)  # never INTERNAL or UNKNOWN
+    if same_as is not None:
+        assert stock_code != "OK", f"stock now reads {case_id!r}: compare it directly"
+        stock_code, stock = grpc_call(stock_kserve.grpc_port, method, same_as)
+    if case_id in GRPC_REFUSED_ON_PURPOSE:
+        assert stock_code == "OK", f"stock now answers {stock_code}: drop {case_id!r} from the list"
+        assert code == "INVALID_ARGUMENT" and ours and "\n" not in ours, (code, ours)
+    elif stock_code == "OK":
+        assert code == "OK", (code, ours)
+        if method == "ModelInfer":
+            assert ours.model_name == stock.model_name and ours.id == request.id
+            np.testing.assert_allclose(grpc_predictions(ours).reshape(-1), grpc_predictions(stock).reshape(-1),
+                                       rtol=0, atol=1e-9)
+        elif method in ("ServerLive", "ServerReady", "ModelReady"):
+            assert ours == stock
+        elif method == "ServerMetadata":  # ours lists no extension: the repository is off (stock: always listed)
+            assert (ours.name, ours.version) == (stock.name, stock.version)
+    else:
+        assert code in GRPC_CLIENT_ERRORS and ours and "\n" not in ours, (code, ours)

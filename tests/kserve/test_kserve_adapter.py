@@ -41,6 +41,9 @@ def test_model_server_private_methods_are_where_the_adapter_calls_them() -> None
     assert "self._rest_server = " in inspect.getsource(server_cls.__init__)
     assert "self.servers" in inspect.getsource(server_cls._serve)
     assert "_register_and_check_atleast_one_model_is_ready(models)" in inspect.getsource(server_cls.start)
+    # ModelServer.stop (on SIGTERM) stops whatever gRPC server it keeps in _grpc_server: ours, when on.
+    assert "self._grpc_server = None" in inspect.getsource(server_cls.__init__)
+    assert "await self._grpc_server.stop(sig)" in inspect.getsource(server_cls.stop)
 
 
 def test_rest_server_builds_an_app_through_the_hooks_the_adapter_overrides() -> None:

@@ -49,7 +49,8 @@ def listening_addresses(pid: int) -> list[tuple[str, int]]:
 
 
 def test_listens_on_loopback_only_and_without_grpc(predictor: Any) -> None:
-    # kserve 0.21 would bind REST to 0.0.0.0 and gRPC to [::]; the default here is one loopback socket.
+    # kserve 0.21 would bind REST to 0.0.0.0 and gRPC to [::]; the default here is one loopback socket (gRPC is on
+    # in the image and the InferenceService, on the --bind address: test_grpc.py).
     assert listening_addresses(predictor.process.pid) == [("127.0.0.1", predictor.port)]
 
 
@@ -130,8 +131,8 @@ def _damage(folder: Path, how: str) -> list[str]:
         content = json.loads(card.read_text())
         content["weights"][0] += 0.5
         card.write_text(json.dumps(content))
-    elif how == "gRPC requested":
-        args += ["--enable_grpc", "true"]
+    elif how == "gRPC on the HTTP port":
+        args += ["--enable_grpc", "true", "--grpc_port", "1"]
     else:
         raise AssertionError(how)
     return args
@@ -149,7 +150,7 @@ def _damage(folder: Path, how: str) -> list[str]:
         ("bad checksum", "does not match its sha256"),
         ("wrong size", "the manifest says"),
         ("card disagrees with its SavedModel", "differs from the SavedModel"),
-        ("gRPC requested", "gRPC is not served"),
+        ("gRPC on the HTTP port", "--grpc_port and --http_port must differ"),
     ],
 )
 def test_start_up_failure_is_one_clear_line(

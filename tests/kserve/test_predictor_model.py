@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from boston_predictor.errors import RequestError, StartupError
+from boston_model.errors import BadInput
+from boston_predictor.errors import RequestError
 from boston_predictor.loading import ModelSource, name_from_uri
 from boston_predictor.model import BostonHousingModel
 from boston_predictor.protocol import rows_from_v1
@@ -40,7 +41,7 @@ def test_a_failed_self_check_leaves_the_model_not_ready(
     model = BostonHousingModel("boston-housing", ModelSource(model_dir=model_dir))
     # A request path that drifts from the SavedModel (say a bad encoder) must be caught before "ready".
     monkeypatch.setattr(model, "handle_v1", lambda body: b'{"predictions": [[0.0]]}')
-    with pytest.raises(StartupError, match="self-check failed: V1"):
+    with pytest.raises(BadInput, match="self-check failed: V1"):
         model.load()
     assert model.ready is False
 
@@ -100,3 +101,24 @@ def test_non_finite_values_are_found_in_small_and_large_batches(loaded: Any, n: 
         RequestError, match=rf"row {n - 1}: the prediction is not finite"
     ):
         predict_rows(loaded.spec, array)
+
+
+def test_the_manifest_name_is_the_model_formats() -> None:
+    # boston_predictor.loading names the file itself so that a folder without one never imports the S3 client.
+    from boston_model import versions
+    from boston_predictor import loading
+
+    assert loading.MANIFEST == versions.MANIFEST
+
+
+def test_starting_imports_neither_the_s3_client_nor_tensorflow(model_dir) -> None:
+    """A local folder without a manifest is served without importing minio (0.2 s of cold start)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from boston_predictor.loading import load_folder; "
+            f"load_folder(Path({str(model_dir)!r})); import boston_predictor.cli, boston_predictor.server; "
+            "print(sorted(m for m in ('minio', 'tensorflow') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

@@ -44,6 +44,7 @@ def test_the_uploaded_pipeline_deploys_to_kserve_from_kubeflows_object_store(com
         "memory_request": config.MEMORY_REQUEST, "memory_limit": config.MEMORY_LIMIT,
         "min_replicas": config.MIN_REPLICAS, "max_replicas": config.MAX_REPLICAS,
         "canary_traffic_percent": config.CANARY_TRAFFIC_PERCENT, "istio_sidecar": config.ISTIO_SIDECAR,
+        "grpc": config.GRPC,
         "ready_timeout_s": config.READY_TIMEOUT_S, "local_port": config.LOCAL_PORT, "target": config.DEPLOY_TARGET,
     }
     assert serving["defaultValue"] == expected  # every knob, with its default (the IR stores numbers as doubles)

@@ -45,7 +45,7 @@ class Stored:
 
 
 def store_version(store: ObjectStore, bucket: str, folder: Path, version: str, bias: float, seed: int = 42,
-                  rmse: float = 4.9, empty_file: bool = False) -> Stored:
+                  rmse: float = 4.9, empty_file: bool = False, distribution: dict | None = None) -> Stored:
     rng = np.random.default_rng(zlib.crc32(version.encode()))
     weights = rng.normal(0.0, 1.0, len(FEATURES)) / 2
     probe = np.abs(rng.normal(5.0, 3.0, (6, len(FEATURES))))
@@ -60,6 +60,7 @@ def store_version(store: ObjectStore, bucket: str, folder: Path, version: str, b
         "probe": {"inputs": probe.tolist(), "savedmodel_outputs": (probe @ weights + bias).tolist()},
         "feature_means": means.tolist(), "baseline": float(means @ weights + bias), "data_sha256": "ab" * 32,
         "training": {**models.default_params(), "seed": seed},
+        **({"training_distribution": distribution} if distribution else {}),
     })
     push_version(store, ModelLocation(bucket, MODEL, version), folder,
                  {"metrics.json": {"rmse": rmse, "r2": 0.7, "mae": 3.1, "mse": rmse**2, "test_rows": 102}})
@@ -282,3 +283,36 @@ def test_kserve_promote_updates_the_inference_service_and_waits(store, three, bu
         assert champion["serving"]["min_replicas"] == 3 and champion["serving"]["cpu_limit"] == "4"
         assert champion["generation"] == 3 and champion["history"] == [three[1].version]
         assert any("waiting up to 15 s" in line for line in logs)
+
+
+def test_drift_reads_the_served_versions_live_counts(capsys, store, bucket, port, tmp_path):
+    from boston_model.drift import training_distribution
+    from components.load.core import load_table
+
+    data = load_table().frame[FEATURES].to_numpy(dtype=np.float64)
+    old = store_version(store, bucket, tmp_path / "old", "20260201T000000Z-0000aaaa", 21.0)
+    new = store_version(store, bucket, tmp_path / "new", "20260202T000000Z-1111bbbb", 22.0,
+                        distribution=training_distribution(data, FEATURES))
+    url = f"http://127.0.0.1:{port}"
+    assert cli(capsys, "models", "promote", old.version, "--bucket", bucket, "--port", str(port))[0] == 0
+    code, _, err = cli(capsys, "models", "drift", "--bucket", bucket, "--url", url)
+    assert code == 2 and err.count("\n") == 1 and "has no boston_feature_rows counts" in err  # an old card
+    assert cli(capsys, "models", "promote", new.version, "--bucket", bucket)[0] == 0
+    predict_v1(url, MODEL, data[:50])
+    smoke = 6  # the release's smoke test sent the card's 6 probe rows to this predictor: answered rows count
+    code, out, _ = cli(capsys, "models", "drift", "--bucket", bucket, "--url", url)
+    assert code == 0 and f"serves {new.version}; {50 + smoke} rows seen" in out and "verdict: too few rows" in out
+    for start in range(50, len(data), 100):
+        predict_v1(url, MODEL, data[start:start + 100])
+    code, out, _ = cli(capsys, "models", "drift", "--bucket", bucket, "--url", url, "--json", "--fail-on", "moderate")
+    report = json.loads(out)
+    assert code == 0 and report["version"] == new.version and report["rows"] == len(data) + smoke
+    assert report["verdict"] == "stable" and set(report["bands"]) == set(FEATURES)
+    shifted = data.copy()
+    shifted[:, FEATURES.index("RM")] += 1.5
+    for _ in range(3):
+        for start in range(0, len(shifted), 100):
+            predict_v1(url, MODEL, shifted[start:start + 100])
+    code, out, _ = cli(capsys, "models", "drift", "--bucket", bucket, "--url", url, "--fail-on", "drift")
+    assert code == 1 and "verdict: drift" in out
+    assert [line.split()[0] for line in out.splitlines() if line.endswith("drift") and line.startswith("  ")] == ["RM"]

@@ -106,12 +106,48 @@ def test_custom_runtime_field_by_field():
         "name": "kserve-container",  # the name KServe injects the storage initializer for
         "image": config.PREDICTOR_IMAGE,
         "args": ["--model_name", "boston-housing", "--model_dir", "/mnt/models", "--http_port", "8080",
-                 "--bind", "0.0.0.0"],
+                 "--bind", "0.0.0.0", "--enable_grpc", "true", "--grpc_port", "8081"],
         "env": [{"name": "STORAGE_URI", "value": URI}],
-        "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+        # V2 over gRPC beside REST: KServe gives a port named h2c (or *grpc*) appProtocol kubernetes.io/h2c.
+        "ports": [{"containerPort": 8080, "protocol": "TCP"},
+                  {"name": "h2c", "containerPort": 8081, "protocol": "TCP"}],
         "resources": {"requests": {"cpu": config.CPU_REQUEST, "memory": config.MEMORY_REQUEST},
                       "limits": {"cpu": config.CPU_LIMIT, "memory": config.MEMORY_LIMIT}},
+        # Ready once the model is loaded and self-checked, so a rollout moves traffic only to a pod that answers.
+        "readinessProbe": {"httpGet": {"path": "/v2/models/boston-housing/ready", "port": 8080},
+                           "periodSeconds": 2, "failureThreshold": 3},
     }
+    # Prometheus scrapes /metrics on the REST port, the way KServe documents it (the drift counts are there).
+    assert m["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false",
+                                            "serving.kserve.io/enable-prometheus-scraping": "true",
+                                            "prometheus.kserve.io/port": "8080",
+                                            "prometheus.kserve.io/path": "/metrics"}
+
+
+CONTAINERS_SCHEMA = Path(__file__).with_name("inferenceservice_v1beta1_predictor_containers.schema.json")
+
+
+@pytest.mark.parametrize("grpc", [True, False], ids=["grpc", "rest-only"])
+def test_custom_runtime_containers_pass_the_crd_schema(grpc):
+    """The predictor's containers (ports included) against the InferenceService CRD's own schema for them."""
+    import json
+
+    import jsonschema
+
+    schema = json.loads(CONTAINERS_SCHEMA.read_text())["containers"]
+    containers = kserve_spec.to_manifest(_build("custom", grpc=grpc))["spec"]["predictor"]["containers"]
+    jsonschema.validate(containers, schema)
+    # What the schema states as x-kubernetes-list-map-keys, and the API server's rules for port names.
+    ports = containers[0]["ports"]
+    assert len({(p["containerPort"], p.get("protocol", "TCP")) for p in ports}) == len(ports)
+    names = [p["name"] for p in ports if "name" in p]
+    assert len(set(names)) == len(names) and all(len(n) <= 15 and n.islower() for n in names)
+
+
+def test_custom_runtime_without_grpc():
+    (container,) = kserve_spec.to_manifest(_build("custom", grpc=False))["spec"]["predictor"]["containers"]
+    assert container["args"][-2:] == ["--enable_grpc", "false"]
+    assert container["ports"] == [{"containerPort": 8080, "protocol": "TCP"}]
 
 
 def test_canary_istio_and_scale_to_zero_options():
