@@ -137,6 +137,8 @@ def test_the_folded_map_may_differ_from_the_savedmodel_by_the_tolerance_and_no_m
     assert fmt.linear_model_from_card(synthetic_card(**zero)).bias == 0.0
     zero["probe"]["savedmodel_outputs"] = [[-1e-4]]  # a column of outputs, as TensorFlow gives them
     assert fmt.linear_model_from_card(synthetic_card(**zero)).bias == 0.0
+    column = {"inputs": PROBE[:2], "savedmodel_outputs": [[4.5], [3.0]]}  # two rows as a column: no broadcasting
+    assert fmt.linear_model_from_card(synthetic_card(probe=column)).n_features == 3
     zero["probe"]["savedmodel_outputs"] = [2e-4]
     with pytest.raises(fmt.BadInput, match=r"^folded model differs from the SavedModel by 0\.0002 \(> 0\.0001\)$"):
         fmt.linear_model_from_card(synthetic_card(**zero))

@@ -357,3 +357,46 @@ def test_a_single_feature_model_reads_a_tensor_named_by_its_feature() -> None:
     assert v2({"inputs": [tensor([1, 2], [2, 1], name="A")]}, single) == ([[1], [2]], None)
     with refused("inputs[0].shape must be [n, 1] (rank 2, 1 features), got [2]"):
         protocol.rows_from_v2({"inputs": [tensor([1, 2], [2], name="A")]}, single)
+
+
+def test_messages_name_where_the_problem_is(spec: ModelSpec) -> None:
+    with refused("instances[0] has 2 values, expected 3 (A, B, C)"):
+        protocol.rows_from_v1({"instances": [[1, 2]]}, spec)
+    with refused("inputs[0] has 2 values, expected 3 (A, B, C)"):
+        protocol.rows_from_v1({"inputs": [[1, 2]]}, spec)
+    with refused('instances[1]: unknown feature name(s) "Z"; missing feature(s) "C"'):
+        rows.rows_from_list([[1, 2, 3], {"A": 1, "B": 2, "Z": 3}], "instances", spec)
+    with refused("inputs[1].data is nested but does not match its shape [2]"):  # a [n] tensor is flat
+        protocol.rows_from_v2({"inputs": [tensor([1, 2], [2], "A"), tensor([[2], [5]], [2], "B"),
+                                          tensor([3, 6], [2], "C")]}, spec)
+
+
+def test_names_lists_are_bounded_at_five_and_sorted_as_text() -> None:
+    assert rows.quoted_names(list("abcdef")) == '"a", "b", "c", "d", "e" and 1 more'
+    assert rows.quoted_names(list("abcde")) == '"a", "b", "c", "d", "e"'
+    assert rows.quoted_names({10, 9}) == '"10", "9"'
+    assert rows.quoted_names({3, "a"}) == '"3", "a"'  # mixed types sort by their text
+
+
+def test_a_record_missing_many_features_names_them_all() -> None:
+    names = tuple("ABCDEFG")
+    wide = ModelSpec("m", LinearModel(names, np.ones(7), 0.0), "MEDV", "inputs", "serving_default", None, 4)
+    with refused('instances[0]: missing feature(s) "A", "B", "C", "D", "E", "F", "G"'):
+        rows.row_from_record({}, "instances[0]", wide)
+
+
+def test_answered_rows_are_counted_for_drift() -> None:
+    class Counts:
+        def __init__(self) -> None:
+            self.seen: list[list[list[float]]] = []
+
+        def add(self, array: np.ndarray) -> None:
+            self.seen.append(array.tolist())
+
+    counts = Counts()
+    counted = ModelSpec("m", MODEL, "MEDV", "inputs", "serving_default", None, 4, inputs=counts)  # type: ignore[arg-type]
+    rows.predict_rows(counted, np.array([[1.0, 2.0, 3.0]]))
+    assert counts.seen == [[[1.0, 2.0, 3.0]]]
+    with np.errstate(over="ignore"), pytest.raises(RequestError):
+        rows.predict_rows(counted, np.array([[1e308, 0.0, 0.0]]))
+    assert len(counts.seen) == 1  # a refused row is not counted
