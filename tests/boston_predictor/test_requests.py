@@ -400,3 +400,21 @@ def test_answered_rows_are_counted_for_drift() -> None:
     with np.errstate(over="ignore"), pytest.raises(RequestError):
         rows.predict_rows(counted, np.array([[1e308, 0.0, 0.0]]))
     assert len(counts.seen) == 1  # a refused row is not counted
+
+
+def test_v2_edges_left_by_the_mutation_run(spec: ModelSpec) -> None:
+    body = {"inputs": [tensor([1, 2, 3], [1, 3])], "outputs": [{"name": "MEDV"}]}
+    assert protocol.rows_from_v2(body, spec, owned_only=True)[0].tolist() == [[1, 2, 3]]  # a bare name is owned
+    with refused('send one [n, 3] tensor or 3 tensors named by feature: unknown input(s) "x"; missing input(s) "A"'):
+        protocol.rows_from_v2({"inputs": [tensor([1], [1], "x"), tensor([2], [1], "B"), tensor([3], [1], "C")]},
+                              spec)
+    with refused("inputs[1].shape must be a list of non-negative integers"):
+        protocol.rows_from_v2({"inputs": [tensor([1], [1], "A"), tensor([2], "1", "B"), tensor([3], [1], "C")]},
+                              spec)
+    with refused("inputs[0] row[3] feature A must be a number, got a string"):  # more rows than features
+        protocol.rows_from_v2({"inputs": [tensor([1] * 9 + ["x", 1, 1], [4, 3])]}, spec)
+    names = tuple("ABCDEFG")
+    wide = ModelSpec("m", LinearModel(names, np.ones(7), 0.0), "MEDV", "inputs", "serving_default", None, 4)
+    with refused('send one [n, 7] tensor or 7 tensors named by feature: missing input(s) "B", "C", "D", "E", "F", '
+                 '"G"; duplicate input names'):
+        protocol.rows_from_v2({"inputs": [tensor([1], [1], "A"), tensor([1], [1], "A")]}, wide)

@@ -285,7 +285,7 @@ def test_the_html_report_of_a_synthetic_model(tmp_path: Path) -> None:
     assert "The gate fails above 0.5." in page and "Overall: <b>drift</b>" in page
     assert "Global view" in page
     reported = core.training_drift_section(drift_state(0.0), threshold=0)
-    assert "Reported only: the run sets no threshold (max_training_drift = 0)." in reported
+    assert "</b>. Reported only: the run sets no threshold (max_training_drift = 0).</p>" in reported
 
 
 # --- what the figures show -----------------------------------------------------------------------------------------
@@ -417,7 +417,7 @@ def test_the_html_tables_say_what_they_hold(tmp_path: Path) -> None:
     fmt.write_card(tmp_path, {**CARD, "feature_means": [1.5, 0.5]})
     evaluation = core.evaluate_model_dir(tmp_path, TRAIN, TEST)
     decision = core.decide_gate(evaluation.metrics, 0.5, max_rmse=1.0)
-    decision.notes.append("a <note>")
+    decision.notes += ["a <note>", "another"]
     page = core.evaluation_report(evaluation, decision, champion=comparison(0.7, 0.8))
     assert "<title>Boston Housing: evaluation</title>" in page
     assert "<p>2 test rows. Deployment gate <b class='fail'>failed</b>.</p>" in page
@@ -426,13 +426,15 @@ def test_the_html_tables_say_what_they_hold(tmp_path: Path) -> None:
     assert ("<h2>Gate</h2><table><tr><th>check</th><th>result</th><th>detail</th></tr>"
             "<tr><td>max_rmse</td><td>pass</td><td>RMSE 0.707 &lt;= max_rmse 1.000</td></tr>"
             "<tr><td>beats_mean</td><td>FAIL</td><td>RMSE 0.707 &gt;= mean-baseline RMSE 0.500</td></tr></table>"
-            "<p>a &lt;note&gt;</p><h2>Champion on the same rows</h2>") in page
+            "<p>a &lt;note&gt;</p><p>another</p><h2>Champion on the same rows</h2>") in page
     assert ("<table><tr><th>model</th><th>rows</th><th>RMSE</th><th>MAE</th><th>R²</th></tr>"
             "<tr><td>candidate</td><td>40</td><td>0.7000</td><td>1.0000</td><td>0.5000</td></tr>"
             "<tr><td>champion v3</td><td>40</td><td>0.8000</td><td>2.0000</td><td>0.2500</td></tr></table>") in page
     assert ("<table><tr><th>feature</th><th>mean |contribution|</th></tr><tr><td>A</td><td>1.0000</td></tr>"
             "<tr><td>B</td><td>0.5000</td></tr></table>") in page
-    assert "one contribution per feature, w·(x − mean)" in page
+    assert ("<h2>Global view</h2><p>Each prediction is the baseline (the prediction at the training rows' mean) "
+            "plus one contribution per feature, w·(x − mean). The bars average their size over the test rows.</p>"
+            "<img") in page
     passed = core.evaluation_report(evaluation, core.decide_gate(evaluation.metrics, 1.0, max_rmse=1.0))
     assert "Deployment gate <b class='pass'>passed</b>" in passed and "No champion yet" in passed
 
