@@ -8,7 +8,7 @@ PREDICTOR_IMAGE ?= ghcr.io/boston-housing-kfp/boston-housing-predictor:0.1.0
 YAML   ?= boston_housing_pipeline.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast lint compile predict down clean bench notebook image push wheelhouse base-image image-local image-component image-predictor
+.PHONY: help install run test test-fast mutate lint compile predict down clean bench notebook image push wheelhouse base-image image-local image-component image-predictor
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,10 @@ test-fast: $(STAMP) ## the fast tier: pure code and KFP step functions, no serve
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not slow and not server and not container"
 
+MUTATE_CHILDREN ?= 2
+mutate: $(STAMP) ## mutation testing: mutmut over the pure modules, the fast tier as tests; prints each module's score
+	$(BIN)/python bench/mutation.py run --max-children $(MUTATE_CHILDREN)
+
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
 
@@ -51,7 +55,7 @@ bench: $(STAMP) ## pipeline benchmark: local pipeline vs a one-process script, c
 
 clean: ## stop local services, remove build outputs and caches (keeps .venv)
 	-test -x $(BIN)/boston-pipeline && $(BIN)/boston-pipeline down
-	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache mutants
 	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
 DOCKER ?= docker

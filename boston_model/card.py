@@ -113,7 +113,8 @@ def linear_model_from_card(card: dict[str, Any]) -> LinearModel:
     if weights.shape != (len(names),) or not np.all(np.isfinite(weights)) or not math.isfinite(bias):
         raise BadInput(f"{CARD_FILE}: weights do not match the {len(names)} feature names or are not finite")
     model = LinearModel(names, weights, bias)
-    if probe_x.ndim != 2 or probe_x.shape[0] == 0 or probe_x.shape[0] != probe_y.shape[0]:
+    if (probe_x.ndim != 2 or probe_x.shape[0] == 0 or probe_x.shape[1] != len(names)
+            or probe_y.size != probe_x.shape[0]):
         raise BadInput(f"{CARD_FILE}: probe rows are missing or malformed")
     diff = float(np.max(np.abs(model.predict(probe_x) - probe_y.reshape(-1))))
     if not diff <= EQUALITY_ATOL:

@@ -229,6 +229,8 @@ def rows_from_v2(payload: Any, spec: ModelSpec, owned_only: bool = False) -> tup
         elif shape[0] != n:
             raise RequestError(400, f"inputs[{i}] ({name}) has {shape[0]} rows, the other inputs have {n}")
         columns.append(_v2_values(tensor["data"], shape, f"inputs[{i}]"))
+    if n == 0:  # k tensors of shape [0] answer [0, 1], as one [0, k] tensor does
+        return np.empty((0, k)), request_id
     array = finite_rows(np.array(columns, dtype=object).T.tolist(), "inputs (as rows)", spec)
     for j, name in enumerate(spec.features):
         i, tensor = by_name[name]

@@ -31,6 +31,15 @@ from components.evaluate.champion import (
     TrainingDriftState,
 )
 
+# How the figures look, apart from what they show: excluded from mutation testing (docs/contributing.md), since no
+# test should tell one shade of grey or marker size from another. What they plot is tested.
+_POINTS = {"s": 12, "alpha": 0.7}  # pragma: no mutate
+_GUIDE = {"color": "grey", "linestyle": "--"}  # pragma: no mutate
+_FAINT_GUIDE = {"color": "grey", "linestyle": ":"}  # pragma: no mutate
+_BAR = "#4878a8"  # pragma: no mutate
+BAND_COLOURS = {STABLE: _BAR, MODERATE: "#e0a030", DRIFT: "#c04040"}  # what the drift figure's bars say
+OTHER_BAND_COLOUR = "#888888"
+
 
 def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     """MSE, RMSE, MAE and R² of ``predicted`` against ``actual``."""
@@ -236,21 +245,21 @@ def evaluation_report(
     """A self-contained HTML page: metrics beside baselines, the gate, predicted-vs-actual and residual plots."""
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # pragma: no mutate  (backend names are case-insensitive: "agg" is the same backend)
     import matplotlib.pyplot as plt
 
     actual = evaluation.predictions[target].to_numpy()
     predicted = evaluation.predictions["prediction"].to_numpy()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    left.scatter(actual, predicted, s=12, alpha=0.7)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))  # pragma: no mutate
+    left.scatter(actual, predicted, **_POINTS)
     low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
-    left.plot([low, high], [low, high], color="grey", linestyle="--", label="perfect")
+    left.plot([low, high], [low, high], label="perfect", **_GUIDE)
     left.set_xlabel(f"actual {target} ($1000s)")
     left.set_ylabel("predicted")
     left.set_title("Predicted vs actual (test rows)")
     left.legend()
-    right.scatter(predicted, predicted - actual, s=12, alpha=0.7)
-    right.axhline(0, color="grey", linestyle="--")
+    right.scatter(predicted, predicted - actual, **_POINTS)
+    right.axhline(0, **_GUIDE)
     right.set_xlabel("predicted")
     right.set_ylabel("residual (predicted - actual)")
     right.set_title("Residuals")
@@ -314,17 +323,16 @@ def training_drift_section(state: TrainingDriftState, threshold: float = config.
 
     rows = training_drift_rows(state)
     ranked = list(reversed(rows))
-    colours = {STABLE: "#4878a8", MODERATE: "#e0a030", DRIFT: "#c04040"}
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 4.5))  # pragma: no mutate
     ax.barh([name for name, _, _ in ranked], [value for _, value, _ in ranked],
-            color=[colours.get(b, "#888888") for _, _, b in ranked])
-    ax.axvline(STABLE_BELOW, color="grey", linestyle=":", label=f"moderate from {STABLE_BELOW}")
-    ax.axvline(DRIFT_ABOVE, color="grey", linestyle="--", label=f"drift above {DRIFT_ABOVE}")
+            color=[BAND_COLOURS.get(b, OTHER_BAND_COLOUR) for _, _, b in ranked])
+    ax.axvline(STABLE_BELOW, label=f"moderate from {STABLE_BELOW}", **_FAINT_GUIDE)
+    ax.axvline(DRIFT_ABOVE, label=f"drift above {DRIFT_ABOVE}", **_GUIDE)
     if threshold > 0:
-        ax.axvline(threshold, color="#c04040", label=f"gate threshold {threshold}")
+        ax.axvline(threshold, color=BAND_COLOURS[DRIFT], label=f"gate threshold {threshold}")
     ax.set_xlabel("population stability index against the champion's training rows")
     ax.set_title(f"Training-set drift: candidate vs champion {state.version}")
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right")  # pragma: no mutate
     gate = (f"The gate fails above {threshold}." if threshold > 0
             else "Reported only: the run sets no threshold (max_training_drift = 0).")
     return (
@@ -344,8 +352,8 @@ def importance_section(importance: dict[str, float] | None) -> str:
     import matplotlib.pyplot as plt
 
     ranked = sorted(importance.items(), key=lambda item: item[1])
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.barh([name for name, _ in ranked], [value for _, value in ranked], color="#4878a8")
+    fig, ax = plt.subplots(figsize=(7, 4.5))  # pragma: no mutate
+    ax.barh([name for name, _ in ranked], [value for _, value in ranked], color=_BAR)
     ax.set_xlabel("mean |contribution| to the prediction ($1000s)")
     ax.set_title("What moves the price (test rows)")
     return (

@@ -9,10 +9,10 @@ One code path for ``boston-pipeline submit``, the notebook and users' scripts::
     print(describe_run(wait_for_run(result.client, result.run_id, on_change=print)))
 
 ``kfp.Client`` does the work, with its own settings (``KF_PIPELINES_ENDPOINT``, …); what this package adds is
-what kfp lacks: ``package`` checks and types the run arguments against the compiled YAML, ``connection`` fails
-fast with one line naming what to check, ``submission`` uploads, starts and follows a run step by step, and
-``cli`` is ``boston-pipeline submit``. Bad input is a ``ValueError``; a refusing or unreachable server a
-``OneLineError``. kfp is imported inside the functions: importing this package is cheap.
+what kfp lacks: ``package`` checks and types the run arguments against the compiled YAML, ``cron`` checks a
+schedule, ``connection`` fails fast with one line naming what to check, ``submission`` uploads, starts and follows
+a run step by step, and ``cli`` is ``boston-pipeline submit``. Bad input is a ``ValueError``; a refusing or
+unreachable server a ``OneLineError``. kfp is imported inside the functions: importing this package is cheap.
 """
 
 from pipeline.submit.connection import (
@@ -25,9 +25,9 @@ from pipeline.submit.connection import (
     connect,
     resolve_host,
 )
+from pipeline.submit.cron import CRON_HELP, validate_cron
 from pipeline.submit.package import ParameterSpec, PipelinePackage, coerce_parameters, load_package, struct_keys
 from pipeline.submit.submission import (
-    CRON_HELP,
     DEFAULT_EXPERIMENT,
     DEFAULT_POLL_S,
     DEFAULT_WAIT_TIMEOUT_S,
@@ -36,7 +36,6 @@ from pipeline.submit.submission import (
     SubmitResult,
     describe_run,
     submit,
-    validate_cron,
     wait_for_run,
 )
 

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from boston_model.errors import OneLineError, first_line
 from pipeline import config
 from pipeline.submit.connection import AUTH_HINT, ENV_NAMESPACE, ENV_UI_HOST, connect, remote_call, resolve_host
+from pipeline.submit.cron import validate_cron
 from pipeline.submit.package import PipelinePackage, coerce_parameters, load_package
 
 DEFAULT_EXPERIMENT = config.PIPELINE_NAME
@@ -29,8 +30,6 @@ DEFAULT_POLL_S = 5.0
 FAILED_STATES = frozenset({"FAILED", "CANCELED"})
 FINAL_STATES = FAILED_STATES | {"SUCCEEDED", "SKIPPED"}
 MAX_POLL_FAILURES = 3  # failed polls in a row a wait tolerates (a proxy restarting during an hour-long run)
-CRON_HELP = ("6 fields: second minute hour day-of-month month day-of-week, e.g. '0 0 3 * * *' = every day at "
-             "03:00 (the cluster's time zone, usually UTC)")
 
 
 @dataclass(frozen=True)
@@ -66,34 +65,6 @@ class StateChange(NamedTuple):
 
     def __str__(self) -> str:
         return f"[{self.elapsed_s:5.0f}s] {self.subject}: {self.state}"
-
-
-def validate_cron(expression: str) -> str:
-    """Checks a KFP cron (6 fields, seconds first; or @daily, @every 6h, …); returns it with whitespace normalised.
-
-    KFP's API server refuses what robfig/cron cannot read, but only after the upload: croniter catches the common
-    mistakes (a 5-field crontab line, a value out of range) before anything is sent.
-
-    Raises:
-        ValueError: Not a 6-field cron or a known descriptor; the message says why.
-    """
-    from croniter import CroniterError, croniter
-
-    text = " ".join(expression.split())
-    if text.startswith("@"):
-        if text.startswith("@every ") or croniter.is_valid(text):  # croniter does not know robfig's @every
-            return text
-        raise ValueError(f"cron {expression!r}: unknown descriptor; use @hourly, @daily, @weekly, @monthly, "
-                         "@yearly or '@every <duration>' such as '@every 6h'")
-    fields = text.split(" ") if text else []
-    if len(fields) != 6:
-        hint = f"; prefix a seconds field: '0 {text}'" if len(fields) == 5 else ""
-        raise ValueError(f"cron {expression!r} has {len(fields)} field(s); KFP's cron has {CRON_HELP}{hint}")
-    try:  # robfig/cron reads '?' as '*' in every field, croniter only in the day fields
-        croniter(text.replace("?", "*"), second_at_beginning=True)
-    except CroniterError as exc:
-        raise ValueError(f"cron {expression!r}: {first_line(exc)} (KFP's cron has {CRON_HELP})") from exc
-    return text
 
 
 def submit(

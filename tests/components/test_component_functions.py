@@ -108,10 +108,12 @@ def test_split_is_the_seed_split_and_disjoint(split, loaded):
 
 
 def test_split_rejects_a_bad_test_size_in_one_line(loaded, tmp_path, capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         split_data.python_func(dataset=loaded, train=_artifact(Dataset, tmp_path / "train"),
                                test=_artifact(Dataset, tmp_path / "test"), test_size=1.5, seed=1)
-    assert capsys.readouterr().err.startswith("ERROR split: ")
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ERROR split: ") and "test_size" in err and err.count("\n") == 1
 
 
 @pytest.mark.slow

@@ -83,7 +83,9 @@ def test_each_step_ran_in_a_container_of_the_component_image(first_run, containe
 
 
 def test_only_the_deploy_step_gets_the_engine_socket(first_run):
-    for function, attrs in _steps(first_run.created).items():
+    steps = _steps(first_run.created)
+    assert len(steps) == 5 and "deploy_model" in steps, sorted(steps)  # not vacuous on an empty capture
+    for function, attrs in steps.items():
         binds = attrs["HostConfig"]["Binds"] or []
         has_socket = any(bind.split(":")[1] == SOCKET for bind in binds)
         assert has_socket == (function == "deploy_model"), (function, binds)
@@ -156,6 +158,7 @@ def _contains(stream, needles: list[bytes], chunk: int = 1 << 22) -> list[bytes]
 def test_no_store_key_in_any_layer_image_config_or_log(first_run, docker_client, images, container_state, port,
                                                        store_settings):
     secrets = [store_settings.secret_key.encode(), store_settings.access_key.encode()]
+    assert {"component", "predictor"} <= set(images) and all(secrets)  # nothing vacuous below
     for image in images.values():
         # Every layer and the image config, as `docker save` writes them (the CLI streams far faster than the SDK).
         with subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE) as saved:
@@ -166,6 +169,7 @@ def test_no_store_key_in_any_layer_image_config_or_log(first_run, docker_client,
     logs = _predictor(docker_client, container_state, port).logs()
     run_logs = first_run.result.stdout + first_run.result.stderr
     run_logs += "".join(p.read_text() for p in (container_state / "logs").glob("*.log"))
+    assert logs and run_logs  # a secret is trivially absent from an empty capture
     for secret in secrets:
         assert secret not in logs
         assert secret.decode() not in run_logs

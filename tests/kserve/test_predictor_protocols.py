@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from boston_model.card import EQUALITY_ATOL, load_linear_model
+from boston_model.card import EQUALITY_ATOL, load_linear_model, read_card
 
 V1 = "/v1/models/boston-housing:predict"
 V2 = "/v2/models/boston-housing/infer"
@@ -25,12 +25,13 @@ def probe_rows(model_dir: Path) -> list[list[float]]:
 
 
 def expected(model_dir: Path, rows: list[list[float]], datatype: str = "FP64") -> np.ndarray:
-    """What the shared prediction path (the one evaluate uses) says for ``rows`` read as ``datatype``.
+    """The card's folded map applied by hand (not the server's LinearModel.predict) to ``rows`` read as ``datatype``.
 
     FP32 data are float32 values, as KServe's dataplane reads them (so both paths give the same numbers).
     """
-    array = np.asarray(rows, dtype=np.float32 if datatype == "FP32" else np.float64)
-    return load_linear_model(model_dir).predict(array.astype(np.float64))
+    array = np.asarray(rows, dtype=np.float32 if datatype == "FP32" else np.float64).astype(np.float64)
+    card = read_card(model_dir)
+    return array @ np.asarray(card["weights"]) + card["bias"]
 
 
 def assert_tf_serving_column(values: Any, want: np.ndarray) -> None:

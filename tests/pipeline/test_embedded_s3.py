@@ -243,6 +243,7 @@ def test_room_for_buckets_is_fixed_not_taken_from_free_disk(own_server: tuple[Pa
 # --- lifecycle ----------------------------------------------------------------------
 
 
+@pytest.mark.server
 def test_stop_and_restart_keep_keys_and_data(tmp_path: Path) -> None:
     state = tmp_path / "state"
     with _server(state) as first:
@@ -277,6 +278,7 @@ def test_stop_and_restart_keep_keys_and_data(tmp_path: Path) -> None:
         assert ObjectStore(second).get_json("lifecycle", "kept.json") == {"rows": 506}
 
 
+@pytest.mark.server
 def test_concurrent_starts_share_one_server(tmp_path: Path) -> None:
     state = tmp_path / "state"
     results: list[S3Settings] = []
@@ -304,6 +306,7 @@ def test_concurrent_starts_share_one_server(tmp_path: Path) -> None:
         _kill_by_pid(record.pid if record else None)
 
 
+@pytest.mark.server
 def test_startup_failure_reports_cause_from_log(tmp_path: Path) -> None:
     state = tmp_path / "state"
     data = state / "s3" / "data"

@@ -71,3 +71,32 @@ def test_the_deploy_step_refuses_a_bad_serving_key_before_it_touches_anything(tm
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("ERROR deploy: unknown serving key 'replicas'")
     assert not Path(missing).exists()
+
+
+def test_an_unknown_key_with_no_close_match_lists_the_keys_without_a_guess():
+    keys = ", ".join(f.name for f in dataclasses.fields(ServingSettings))
+    with pytest.raises(BadInput, match="^" + re.escape(f"unknown serving key 'zzz'; the keys are: {keys}") + "$"):
+        parse_serving({"zzz": 1})
+    with pytest.raises(BadInput, match=re.escape("unknown serving key 7; the keys are: target,")):
+        parse_serving({7: 1})  # a non-string key from a Python caller
+    with pytest.raises(BadInput, match=re.escape("unknown serving key 'cpu_limits' (did you mean 'cpu_limit'?);")):
+        parse_serving({"cpu_limits": "1"})
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"min_replicas": float("inf")}, "serving key 'min_replicas' expects an integer, got inf"),
+    ({"min_replicas": float("nan")}, "serving key 'min_replicas' expects an integer, got nan"),
+    ({"istio_sidecar": 1}, "serving key 'istio_sidecar' expects true or false, got 1"),
+    ({"target": None}, "serving key 'target' expects a string, got None"),
+])
+def test_values_that_only_look_right_are_refused(values, message):
+    with pytest.raises(BadInput, match="^" + re.escape(message) + "$"):
+        parse_serving(values)
+
+
+def test_every_target_is_accepted_and_as_dict_round_trips():
+    for target in ("kserve", "process", "container"):
+        assert parse_serving({"target": target}).target == target
+    settings = parse_serving({"istio_sidecar": False, "min_replicas": 0, "namespace": ""})
+    assert settings.as_dict() == serving_defaults() | {"istio_sidecar": False, "min_replicas": 0, "namespace": ""}
+    assert parse_serving(settings.as_dict()) == settings

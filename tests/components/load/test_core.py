@@ -84,7 +84,7 @@ def test_empty_garbage_and_missing_files_fail_clearly(tmp_path):
         core.load_table(str(empty))
     garbage = tmp_path / "garbage.csv"
     garbage.write_bytes(b"\x00\xff\xfe binary junk \x00\n\x01,\x02\n")
-    with pytest.raises(core.BadInput):
+    with pytest.raises(core.BadInput, match=r"^input is not a readable CSV file: 'utf-8' codec can't decode byte 0xff"):
         core.load_table(str(garbage))
     with pytest.raises(core.BadInput, match="not found"):
         core.load_table(str(tmp_path / "nope.csv"))
@@ -110,6 +110,7 @@ def test_s3_source_uses_the_reader_and_needs_one():
         core.load_table("s3://data/boston.csv")
 
 
+@pytest.mark.server
 def test_http_source_reads_over_real_http(tmp_path, boston):
     import functools
     import http.server

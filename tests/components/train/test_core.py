@@ -55,6 +55,7 @@ def test_history_and_early_stopping(trained):
     assert result.history["loss"][result.best_epoch - 1] < result.history["loss"][0]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_model(tmp_path, seed_split):
     params = TrainParams(epochs=5, patience=0)
     first = train_model(seed_split[0], tmp_path / "a", params, log=lambda _: None).card
@@ -62,6 +63,7 @@ def test_same_seed_gives_the_same_model(tmp_path, seed_split):
     np.testing.assert_allclose(first["weights"], second["weights"], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_training_on_fewer_features_follows_the_data(tmp_path, seed_split):
     train = seed_split[0].drop(columns=["B"])
     result = train_model(train, tmp_path, TrainParams(epochs=3, patience=0), log=lambda _: None)
@@ -70,15 +72,22 @@ def test_training_on_fewer_features_follows_the_data(tmp_path, seed_split):
 
 
 @pytest.mark.parametrize(
-    "params", [TrainParams(epochs=0), TrainParams(batch_size=0), TrainParams(learning_rate=0),
-               TrainParams(validation_split=1.0), TrainParams(patience=-1)],
+    ("params", "message"),
+    [(TrainParams(epochs=0), r"^epochs must be >= 1, got 0$"),
+     (TrainParams(batch_size=0), r"^batch_size must be >= 1, got 0$"),
+     (TrainParams(learning_rate=0), r"^learning_rate must be > 0, got 0$"),
+     (TrainParams(learning_rate=float("nan")), r"^learning_rate must be > 0, got nan$"),
+     (TrainParams(validation_split=1.0), r"^validation_split must be in \[0, 1\), got 1.0$"),
+     (TrainParams(validation_split=-0.1), r"^validation_split must be in \[0, 1\), got -0.1$"),
+     (TrainParams(patience=-1), r"^patience must be >= 0, got -1$")],
 )
-def test_bad_parameters_are_refused_before_training(tmp_path, seed_split, params):
-    with pytest.raises(BadInput):
+def test_bad_parameters_are_refused_before_training(tmp_path, seed_split, params, message):
+    with pytest.raises(BadInput, match=message):
         train_model(seed_split[0], tmp_path, params)
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_progress_is_reported(tmp_path, seed_split):
     lines: list[str] = []
     train_model(seed_split[0], tmp_path, TrainParams(epochs=20, patience=0), log=lines.append)
@@ -113,7 +122,8 @@ def test_an_old_card_without_the_distribution_still_loads(trained, tmp_path):
     (tmp_path / CARD_FILE).write_text(json.dumps(card))
     model = load_linear_model(tmp_path)
     assert model.n_features == 13
-    with pytest.raises(BadInput):
+    with pytest.raises(BadInput, match=r"^the model card records no training distribution \(trained before drift was "
+                                        r"recorded\): retrain the model to measure drift against it$"):
         card_bins(card)
 
 
