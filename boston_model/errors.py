@@ -37,3 +37,8 @@ def first_line(text: object, default: str = "") -> str:
     """The first non-empty line of ``text`` (an exception or a string), stripped; ``default`` when there is none."""
     lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
     return lines[0] if lines else default
+
+
+def last_line(text: object, default: str = "") -> str:
+    """The last non-empty line of ``text``, stripped (a log's last word); ``default`` when there is none."""
+    return first_line("\n".join(reversed(str(text).splitlines())), default)

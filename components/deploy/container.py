@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from boston_model.errors import BadInput, ReleaseFailed, first_line
+from boston_model.errors import BadInput, ReleaseFailed, first_line, last_line
 from boston_model.store import ObjectStore, S3Settings
 from components.common.ports import free_port
 from components.common.processes import wait_until
@@ -102,7 +102,7 @@ def _last_log_line(container: Any) -> str:
         text = container.logs(tail=50).decode(errors="replace")
     except Exception:  # noqa: BLE001 - a container gone before its logs were read leaves nothing to say
         return "no log"
-    return first_line("\n".join(reversed(text.splitlines())), "empty log")
+    return last_line(text, "empty log")
 
 
 def _run(client: docker.DockerClient, image: str, what: str, **kwargs: Any) -> Any:

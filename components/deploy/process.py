@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from boston_model.errors import BadInput, ReleaseFailed
+from boston_model.errors import BadInput, ReleaseFailed, last_line
 from boston_model.store import ObjectStore
 from boston_predictor.handover import Offer, bind_listener, receive_listener
 from components.common.ports import free_port
@@ -71,11 +71,6 @@ def stop_served(state: Path, port: int, timeout: float = STOP_TIMEOUT_S) -> Serv
     serving_record(state, port).unlink(missing_ok=True)
     handover_path(state, port).unlink(missing_ok=True)
     return served
-
-
-def last_line(text: str, default: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else default
 
 
 def switch_to(path: Path, host: str, port: int, signal_candidate: Callable[[], None],
